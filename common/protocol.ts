@@ -1,0 +1,154 @@
+/**
+ * What the coordinator and its workers say to each other, transport-neutral. The in-process transport
+ * passes these objects directly; the gRPC transport encodes the same fields. Workers are stateless
+ * compute: everything they hold is keyed by a version the coordinator gave.
+ */
+import type { AugmentKey, Split } from "./data/types.js";
+import type { DataOptions } from "./data/options.js";
+
+export const PROTOCOL_VERSION = 1;
+
+/** Model dimensions, as the worker's ViT needs them. */
+export interface ModelSpec {
+  readonly imgSize: number;
+  readonly patchSize: number;
+  readonly inChans: number;
+  readonly embedDim: number;
+  readonly depth: number;
+  readonly numHeads: number;
+  readonly mlpHidden: number;
+}
+
+/** Sent once: what to load. The worker opens the weights and the data from its own mounts. */
+export interface SetupRequest {
+  readonly runId: string;
+  readonly protocolVersion: number;
+  readonly weightsPath: string;
+  /** SHA-256 of the base weights file; the worker refuses a different file. */
+  readonly weightsFingerprint: string;
+  readonly model: ModelSpec;
+  readonly data: DataOptions;
+}
+
+export interface SetupReply {
+  readonly workerId: string;
+  readonly protocolVersion: number;
+  readonly weightsFingerprint: string;
+  readonly backend: string;
+  readonly device: string;
+}
+
+/** A finished task's adapters (paper notation): per block B [r, D] and A [D, r], row-major. */
+export interface AdapterPayload {
+  readonly task: number;
+  readonly rank: number;
+  readonly Bk: Float32Array[];
+  readonly Bv: Float32Array[];
+  readonly Ak: Float32Array[];
+  readonly Av: Float32Array[];
+}
+
+export interface HeadPayload {
+  readonly classes: number;
+  /** [classes, D] row-major. */
+  readonly weight: Float32Array;
+  readonly bias: Float32Array;
+}
+
+/**
+ * The frozen part of the model for one phase: adapters folded into k/v, the B being trained (if any), the
+ * heads used by evaluation. Changes a few times per task.
+ */
+export interface TaskState {
+  readonly version: number;
+  readonly task: number;
+  readonly finished: AdapterPayload[];
+  /** The current task's designed B per block ([r, D]), shared by k and v; absent outside training. */
+  readonly currentB?: { readonly rank: number; readonly B: Float32Array[] };
+  /** Heads of every task whose logits evaluation concatenates. */
+  readonly heads: HeadPayload[];
+}
+
+/** The trainable parameters of the current task; changes every step. */
+export interface TrainParams {
+  readonly version: number;
+  /** Per block A [D, r] for k and v. */
+  readonly Ak: Float32Array[];
+  readonly Av: Float32Array[];
+  readonly head: HeadPayload;
+}
+
+/** A slice of a global batch; reductions run in micro-shard order, whichever worker computed what. */
+export interface MicroShard {
+  readonly index: number;
+  readonly split: Split;
+  /** Dataset sample indices (file order of the split). */
+  readonly samples: Int32Array;
+  /** Targets inside the current head (label − classes of earlier tasks); training only. */
+  readonly targets?: Int32Array;
+  /** Training transform with this key; absent: test transform. */
+  readonly augment?: AugmentKey;
+}
+
+export interface CovarianceRequest {
+  readonly stateVersion: number;
+  readonly shards: MicroShard[];
+}
+
+export interface CovarianceResult {
+  readonly index: number;
+  readonly tokens: number;
+  /** Per block Σ x xᵀ over the shard's tokens (float32, [D, D]). */
+  readonly sums: Float32Array[];
+}
+
+export interface TrainStepRequest {
+  readonly stateVersion: number;
+  /** Full parameters, or only their version when the worker is known to hold them. */
+  readonly params: TrainParams | { readonly version: number };
+  readonly shards: MicroShard[];
+}
+
+export interface TrainStepResult {
+  readonly index: number;
+  readonly count: number;
+  readonly lossSum: number;
+  readonly correct: number;
+  /** Gradients of the shard's summed loss: per block [D, r] for A_k and A_v, then the head. */
+  readonly gradAk: Float32Array[];
+  readonly gradAv: Float32Array[];
+  readonly gradHeadW: Float32Array;
+  readonly gradHeadB: Float32Array;
+}
+
+export interface EvalRequest {
+  readonly stateVersion: number;
+  readonly shards: MicroShard[];
+}
+
+export interface EvalResult {
+  readonly index: number;
+  /** [samples, Σ head classes] row-major. */
+  readonly logits: Float32Array;
+}
+
+/** Thrown (or sent as a status) when a request names a state or parameter version the worker lacks. */
+export class StaleVersionError extends Error {
+  constructor(
+    readonly what: "state" | "params",
+    readonly wanted: number,
+  ) {
+    super(`worker lacks ${what} version ${wanted}`);
+  }
+}
+
+/** One worker as the coordinator sees it, whatever the transport. */
+export interface WorkerClient {
+  readonly name: string;
+  setup(req: SetupRequest): Promise<SetupReply>;
+  setTaskState(state: TaskState): Promise<void>;
+  covariance(req: CovarianceRequest): Promise<CovarianceResult[]>;
+  trainStep(req: TrainStepRequest): Promise<TrainStepResult[]>;
+  evaluate(req: EvalRequest): Promise<EvalResult[]>;
+  close(): Promise<void>;
+}

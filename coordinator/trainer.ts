@@ -1,0 +1,521 @@
+/**
+ * The coordinator of one run (one seed): an explicit phase machine over the tasks,
+ *
+ *   COVARIANCE_PRE → DESIGN → TRAIN → COVARIANCE_POST → DUALGPM → EVAL → CHECKPOINT → (next task)
+ *
+ * owning every piece of state that must agree (DESIGN.md section 3). Workers only compute; the algorithm
+ * code here never knows which transport carries the requests.
+ */
+import { mkdirSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { writeFileAtomic } from "../common/atomic_write.js";
+import type { RunConfig } from "../common/config.js";
+import { taskHyper } from "../common/config.js";
+import { counterRng } from "../common/data/counter_rng.js";
+import type { DataOptions } from "../common/data/options.js";
+import type { DatasetIndex } from "../common/data/types.js";
+import { log } from "../common/log.js";
+import {
+  type AdapterPayload,
+  type HeadPayload,
+  type MicroShard,
+  type ModelSpec,
+  PROTOCOL_VERSION,
+  type TaskState,
+} from "../common/protocol.js";
+import {
+  type CheckpointState,
+  checkpointName,
+  type Head,
+  readCheckpoint,
+  type TaskAdapters,
+  writeCheckpoint,
+  writePredictions,
+} from "./checkpoint.js";
+import { evaluateLogits, type RunMetrics, runMetrics } from "./evaluation.js";
+import { EventLog } from "./events.js";
+import { designB } from "./inflora/design.js";
+import { type LayerMemory, threshold, updateDualGpm } from "./inflora/dualgpm.js";
+import { type Mat, mat } from "./linalg/matrix.js";
+import { makeOptimizer } from "./optim/optimizer.js";
+import { learningRate } from "./optim/schedule.js";
+import { batches, buildPlan, epochOrder, microShards, type RunPlan, type TaskPlan, testSamples } from "./plan.js";
+import { sumInOrder } from "./reduce.js";
+import type { WorkerPool } from "./worker_pool.js";
+
+export type Phase = "COVARIANCE_PRE" | "DESIGN" | "TRAIN" | "COVARIANCE_POST" | "DUALGPM" | "EVAL" | "CHECKPOINT" | "DONE";
+
+export interface TrainerInput {
+  readonly cfg: RunConfig;
+  readonly seed: number;
+  readonly runDir: string;
+  readonly runId: string;
+  readonly index: DatasetIndex;
+  readonly model: ModelSpec;
+  readonly weightsFingerprint: string;
+  readonly data: DataOptions;
+  readonly pool: WorkerPool;
+  readonly resume: boolean;
+  /** For run.json: the compute backend and package versions. */
+  readonly backend: string;
+  readonly versions: Record<string, string>;
+  /** Called after every training step (progress bars). */
+  readonly onStep?: (info: { task: number; epoch: number; step: number; steps: number; loss: number }) => void;
+}
+
+const HEAD_STREAM = 0x4845_4144;
+const SEQ_B_STREAM = 0x5345_5142;
+
+/** Labels of the covariance passes' augmentation keys (DESIGN: -1 before training, -2 after). */
+const COV_PRE_EPOCH = -1;
+const COV_POST_EPOCH = -2;
+
+export class Trainer {
+  phase: Phase = "COVARIANCE_PRE";
+  task = 0;
+  private readonly plan: RunPlan;
+  private readonly events: EventLog;
+  private readonly D: number;
+  private readonly depth: number;
+  private stateVersion = 0;
+  private paramsVersion = 0;
+  /** Finished tasks' adapters (float32, as sent to workers and checkpointed). */
+  private readonly adapters: TaskAdapters[] = [];
+  private readonly heads: Head[] = [];
+  private memory: (LayerMemory | undefined)[];
+  private covariances: Mat[] = [];
+  private currentB: Float32Array[] = [];
+  private currentA: { Ak: Float64Array[]; Av: Float64Array[]; headW: Float64Array; headB: Float64Array } | undefined;
+  private readonly cil: number[] = [];
+  private readonly withTask: number[] = [];
+  private readonly matrix: number[][] = [];
+
+  constructor(private readonly input: TrainerInput) {
+    const { cfg } = input;
+    this.D = input.model.embedDim;
+    this.depth = input.model.depth;
+    this.memory = new Array(this.depth).fill(undefined);
+    this.plan = buildPlan(input.index, {
+      shuffle: cfg.shuffle,
+      seed: input.seed,
+      initCls: cfg.init_cls,
+      increment: cfg.increment,
+      totalSessions: cfg.total_sessions,
+      source: configSource(cfg),
+    });
+    if (cfg.rank > this.D) throw new Error(`${configSource(cfg)}: key "rank" (${cfg.rank}) exceeds the model width ${this.D}`);
+    mkdirSync(path.join(input.runDir, "checkpoints"), { recursive: true });
+    mkdirSync(path.join(input.runDir, "predictions"), { recursive: true });
+    this.events = new EventLog(path.join(input.runDir, "events.jsonl"), input.runId);
+  }
+
+  get eventLog(): EventLog {
+    return this.events;
+  }
+
+  get runPlan(): RunPlan {
+    return this.plan;
+  }
+
+  async run(): Promise<RunMetrics> {
+    const { cfg } = this.input;
+    const replies = await this.input.pool.setup({
+      runId: this.input.runId,
+      protocolVersion: PROTOCOL_VERSION,
+      weightsPath: cfg.weights,
+      weightsFingerprint: this.input.weightsFingerprint,
+      model: this.input.model,
+      data: this.input.data,
+    });
+    for (const r of replies) this.events.emit("worker_joined", { worker: r.workerId, backend: r.backend, device: r.device });
+    if (this.input.resume) await this.restore();
+    await this.writeRunJson();
+    this.events.emit("run_started", { seed: this.input.seed, tasks: this.plan.tasks.length, resumed_at_task: this.task });
+    if (this.task >= this.plan.tasks.length) this.phase = "DONE";
+    else this.events.emit("task_started", { task: this.task });
+    while (this.phase !== "DONE") await this.advance();
+    const metrics = runMetrics(this.cil, this.withTask, this.matrix);
+    this.events.emit("run_finished", { ...metrics });
+    return metrics;
+  }
+
+  /** Runs the current phase and moves to the next. */
+  private async advance(): Promise<void> {
+    const t = this.plan.tasks[this.task];
+    const seqLora = this.input.cfg.model_name === "SeqLoRA";
+    this.events.emit("phase_started", { task: this.task, phase: this.phase });
+    switch (this.phase) {
+      case "COVARIANCE_PRE":
+        if (!seqLora) this.covariances = await this.covariancePass(t, COV_PRE_EPOCH);
+        this.phase = "DESIGN";
+        return;
+      case "DESIGN":
+        this.design(t, seqLora);
+        this.phase = "TRAIN";
+        return;
+      case "TRAIN":
+        await this.train(t);
+        this.phase = seqLora ? "EVAL" : "COVARIANCE_POST";
+        return;
+      case "COVARIANCE_POST":
+        this.covariances = await this.covariancePass(t, COV_POST_EPOCH);
+        this.phase = "DUALGPM";
+        return;
+      case "DUALGPM":
+        this.updateMemory();
+        this.phase = "EVAL";
+        return;
+      case "EVAL":
+        await this.evaluate(t);
+        this.phase = "CHECKPOINT";
+        return;
+      case "CHECKPOINT":
+        await this.checkpoint();
+        this.events.emit("task_finished", {
+          task: this.task,
+          cil: this.cil[this.task],
+          with_task: this.withTask[this.task],
+          accuracy_row: this.matrix[this.task],
+        });
+        this.task++;
+        if (this.task >= this.plan.tasks.length) this.phase = "DONE";
+        else {
+          this.phase = "COVARIANCE_PRE";
+          this.events.emit("task_started", { task: this.task });
+        }
+        return;
+      case "DONE":
+        return;
+    }
+  }
+
+  private async publish(opts: { training: boolean; heads: boolean }): Promise<number> {
+    const finished: AdapterPayload[] = this.adapters.map((a, task) => ({ task, ...a }));
+    const state: TaskState = {
+      version: ++this.stateVersion,
+      task: this.task,
+      finished,
+      currentB: opts.training ? { rank: this.input.cfg.rank, B: this.currentB } : undefined,
+      heads: opts.heads ? this.heads.map((h) => ({ ...h })) : [],
+    };
+    await this.input.pool.publishState(state);
+    return state.version;
+  }
+
+  private augmentKey(epoch: number) {
+    return this.input.cfg.augment ? { seed: this.input.seed, task: this.task, epoch } : undefined;
+  }
+
+  /** Per block C = (1/N) Σ x xᵀ over every token of the task's training images, reduced in float64. */
+  private async covariancePass(t: TaskPlan, epoch: number): Promise<Mat[]> {
+    const stateVersion = await this.publish({ training: false, heads: false });
+    const { cfg } = this.input;
+    const sums = Array.from({ length: this.depth }, () => new Float64Array(this.D * this.D));
+    let tokens = 0;
+    const augment = this.augmentKey(epoch);
+    for (const batch of batches(t.train, cfg.batch_size)) {
+      const shards: MicroShard[] = microShards(batch, cfg.micro_shards).map((samples, index) => ({
+        index,
+        split: "train",
+        samples,
+        augment,
+      }));
+      const results = await this.input.pool.map(shards, (w, s) => w.covariance({ stateVersion, shards: s }));
+      for (let i = 0; i < this.depth; i++) {
+        const part = sumInOrder(
+          results.map((r) => r.sums),
+          i,
+        );
+        const acc = sums[i];
+        for (let k = 0; k < acc.length; k++) acc[k] += part[k];
+      }
+      for (const r of results) tokens += r.tokens;
+    }
+    return sums.map((s) => {
+      const m = mat(this.D, this.D, s);
+      for (let k = 0; k < s.length; k++) s[k] /= tokens;
+      // Symmetrise: float32 partial sums are symmetric only up to rounding.
+      for (let r = 0; r < this.D; r++) {
+        for (let c = r + 1; c < this.D; c++) {
+          const v = (s[r * this.D + c] + s[c * this.D + r]) / 2;
+          s[r * this.D + c] = v;
+          s[c * this.D + r] = v;
+        }
+      }
+      return m;
+    });
+  }
+
+  private design(t: TaskPlan, seqLora: boolean): void {
+    const { cfg } = this.input;
+    const r = cfg.rank;
+    const D = this.D;
+    const started = performance.now();
+    if (seqLora) {
+      // Sequential LoRA baseline: B as nn.Linear initialises it, U(±1/√D), no projection.
+      this.currentB = Array.from({ length: this.depth }, (_, i) => {
+        const rng = counterRng(this.input.seed, SEQ_B_STREAM, t.task, i);
+        const bound = 1 / Math.sqrt(D);
+        return Float32Array.from({ length: r * D }, () => (2 * rng.nextFloat() - 1) * bound);
+      });
+    } else {
+      const useMemory = this.task > 0;
+      this.currentB = this.covariances.map((c, i) =>
+        Float32Array.from(designB(c, r, useMemory ? this.memory[i] : undefined)),
+      );
+    }
+    log.debug({ task: t.task, ms: Math.round(performance.now() - started) }, "designed B");
+  }
+
+  private initHead(t: TaskPlan): { w: Float64Array; b: Float64Array } {
+    const n = t.classEnd - t.classStart;
+    const w = new Float64Array(n * this.D);
+    const b = new Float64Array(n);
+    if (this.input.cfg.head_init === "torch") {
+      // nn.Linear's default: weight and bias uniform in ±1/√fan_in.
+      const rng = counterRng(this.input.seed, HEAD_STREAM, t.task);
+      const bound = 1 / Math.sqrt(this.D);
+      for (let i = 0; i < w.length; i++) w[i] = (2 * rng.nextFloat() - 1) * bound;
+      for (let i = 0; i < b.length; i++) b[i] = (2 * rng.nextFloat() - 1) * bound;
+    }
+    return { w, b };
+  }
+
+  private async train(t: TaskPlan): Promise<void> {
+    const { cfg } = this.input;
+    const hyper = taskHyper(cfg, t.task);
+    const D = this.D;
+    const r = cfg.rank;
+    const head = this.initHead(t);
+    const p = {
+      Ak: Array.from({ length: this.depth }, () => new Float64Array(D * r)),
+      Av: Array.from({ length: this.depth }, () => new Float64Array(D * r)),
+      headW: head.w,
+      headB: head.b,
+    };
+    this.currentA = p;
+    const params = [...p.Ak, ...p.Av, p.headW, p.headB];
+    const optimizer = makeOptimizer(cfg.optim, hyper.weightDecay);
+    const stateVersion = await this.publish({ training: true, heads: false });
+    const classes = t.classEnd - t.classStart;
+    for (let epoch = 0; epoch < hyper.epochs; epoch++) {
+      const lr = learningRate(cfg.optim, hyper.lr, epoch, hyper.epochs);
+      this.events.emit("epoch_started", { task: t.task, epoch, lr });
+      const started = performance.now();
+      const order = epochOrder(t, cfg.data_order, this.input.seed, epoch);
+      const list = batches(order, cfg.batch_size);
+      let lossSum = 0;
+      let correct = 0;
+      let count = 0;
+      const augment = this.augmentKey(epoch);
+      for (let step = 0; step < list.length; step++) {
+        const positions = list[step];
+        const shards: MicroShard[] = microShards(positions, cfg.micro_shards).map((pos, index) => ({
+          index,
+          split: "train",
+          samples: pos.map((q) => t.train[q]),
+          targets: pos.map((q) => t.trainLabels[q] - t.classStart),
+          augment,
+        }));
+        const sent = {
+          version: ++this.paramsVersion,
+          Ak: p.Ak.map((a) => Float32Array.from(a)),
+          Av: p.Av.map((a) => Float32Array.from(a)),
+          head: { classes, weight: Float32Array.from(p.headW), bias: Float32Array.from(p.headB) },
+        };
+        const results = await this.input.pool.map(shards, (w, s) =>
+          w.trainStep({ stateVersion, params: sent, shards: s }),
+        );
+        const n = results.reduce((s, x) => s + x.count, 0);
+        const parts = results.map((x) => [...x.gradAk, ...x.gradAv, x.gradHeadW, x.gradHeadB]);
+        const grads = params.map((_, j) => {
+          const g = sumInOrder(parts, j);
+          for (let k = 0; k < g.length; k++) g[k] /= n;
+          return g;
+        });
+        const batchLoss = results.reduce((s, x) => s + x.lossSum, 0);
+        if (!Number.isFinite(batchLoss)) {
+          throw new Error(`task ${t.task} epoch ${epoch} step ${step}: the training loss is ${batchLoss}`);
+        }
+        optimizer.step(params, grads, lr);
+        lossSum += batchLoss;
+        correct += results.reduce((s, x) => s + x.correct, 0);
+        count += n;
+        this.input.onStep?.({ task: t.task, epoch, step, steps: list.length, loss: batchLoss / n });
+      }
+      const seconds = (performance.now() - started) / 1000;
+      const info = {
+        task: t.task,
+        epoch,
+        epochs: hyper.epochs,
+        lr,
+        loss: lossSum / count,
+        train_accuracy: (100 * correct) / count,
+        seconds,
+        images_per_second: count / seconds,
+      };
+      this.events.emit("epoch_finished", info);
+      log.info(info, `task ${t.task} epoch ${epoch + 1}/${hyper.epochs}`);
+    }
+    this.adapters.push({
+      rank: r,
+      Bk: this.currentB,
+      Bv: this.currentB,
+      Ak: p.Ak.map((a) => Float32Array.from(a)),
+      Av: p.Av.map((a) => Float32Array.from(a)),
+    });
+    this.heads.push({ classes, weight: Float32Array.from(p.headW), bias: Float32Array.from(p.headB) });
+    this.currentA = undefined;
+  }
+
+  private updateMemory(): void {
+    const { cfg } = this.input;
+    const eps = threshold(cfg.lamb, cfg.lame, this.task, cfg.total_sessions);
+    const started = performance.now();
+    this.memory = updateDualGpm(this.memory, this.covariances, {
+      threshold: eps,
+      gpmOnly: cfg.model_name.startsWith("InfLoRAb5"),
+    });
+    this.covariances = [];
+    log.info(
+      {
+        task: this.task,
+        threshold: eps,
+        seconds: (performance.now() - started) / 1000,
+        widths: this.memory.map((m) => `${m!.basis.cols}${m!.type === "retain" ? "r" : ""}`).join(" "),
+      },
+      "DualGPM updated",
+    );
+  }
+
+  private async evaluate(t: TaskPlan): Promise<void> {
+    const { cfg } = this.input;
+    const stateVersion = await this.publish({ training: false, heads: true });
+    const { samples, labels } = testSamples(this.plan, t.classEnd);
+    const C = t.classEnd;
+    const logits = new Float32Array(samples.length * C);
+    let offset = 0;
+    for (const batch of batches(samples, cfg.eval_batch_size)) {
+      const shards: MicroShard[] = microShards(batch, cfg.micro_shards).map((s, index) => ({
+        index,
+        split: "test",
+        samples: s,
+      }));
+      const results = await this.input.pool.map(shards, (w, s) => w.evaluate({ stateVersion, shards: s }));
+      for (const r of results) {
+        logits.set(r.logits, offset);
+        offset += r.logits.length;
+      }
+    }
+    const seen = this.plan.tasks.slice(0, this.task + 1);
+    const ev = evaluateLogits(logits, labels, seen);
+    this.cil[this.task] = ev.cil;
+    this.withTask[this.task] = ev.withTask;
+    this.matrix[this.task] = ev.perTask;
+    const name = checkpointName(this.task);
+    await writePredictions(path.join(this.input.runDir, "predictions", name), this.task, {
+      labels,
+      pred: ev.pred,
+      predWithTask: ev.predWithTask,
+      logits,
+      classes: C,
+    });
+    await writeFileAtomic(
+      path.join(this.input.runDir, "metrics.json"),
+      `${JSON.stringify(runMetrics(this.cil, this.withTask, this.matrix), null, 1)}\n`,
+    );
+    log.info({ task: this.task, cil: ev.cil, with_task: ev.withTask, row: ev.perTask }, `task ${this.task} evaluated`);
+  }
+
+  private checkpointState(): CheckpointState {
+    return {
+      task: this.task,
+      adapters: this.adapters,
+      heads: this.heads,
+      memory: this.memory.map((m) => m ?? { basis: mat(this.D, 0), type: "remove" as const }),
+      classOrder: this.plan.classOrder,
+      configSha256: this.input.cfg.sha256,
+    };
+  }
+
+  private async checkpoint(): Promise<void> {
+    const file = path.join(this.input.runDir, "checkpoints", checkpointName(this.task));
+    await writeCheckpoint(file, this.checkpointState(), this.D);
+    this.events.emit("checkpoint_written", { task: this.task, file: path.relative(this.input.runDir, file) });
+  }
+
+  /** Continues after the newest finished task found in RUN_DIR/checkpoints. */
+  private async restore(): Promise<void> {
+    const dir = path.join(this.input.runDir, "checkpoints");
+    let last = -1;
+    for (let t = 0; t < this.plan.tasks.length; t++) {
+      try {
+        readFileSync(path.join(dir, checkpointName(t)), { flag: "r" }).length;
+        last = t;
+      } catch {
+        break;
+      }
+    }
+    if (last < 0) {
+      log.info({ runDir: this.input.runDir }, "no checkpoint to resume from; starting at task 0");
+      return;
+    }
+    const file = path.join(dir, checkpointName(last));
+    const ck = await readCheckpoint(file, { depth: this.depth, D: this.D });
+    if (ck.configSha256 !== this.input.cfg.sha256) {
+      throw new Error(
+        `${file}: written for a different config (sha256 ${ck.configSha256}, this config ${this.input.cfg.sha256}); refusing to resume`,
+      );
+    }
+    if (JSON.stringify(ck.classOrder) !== JSON.stringify(this.plan.classOrder)) {
+      throw new Error(`${file}: class order differs from this run's; refusing to resume`);
+    }
+    this.adapters.push(...ck.adapters);
+    this.heads.push(...ck.heads);
+    this.memory = ck.memory.map((m) => ({ basis: m.basis, type: m.type }));
+    const metricsFile = path.join(this.input.runDir, "metrics.json");
+    const m = JSON.parse(readFileSync(metricsFile, "utf8")) as RunMetrics;
+    if (m.accuracy_matrix.length < last + 1) {
+      throw new Error(`${metricsFile}: holds ${m.accuracy_matrix.length} tasks but the checkpoint is after task ${last}`);
+    }
+    for (let t = 0; t <= last; t++) {
+      this.cil[t] = m.curve.cil[t];
+      this.withTask[t] = m.curve.with_task[t];
+      this.matrix[t] = m.accuracy_matrix[t];
+    }
+    this.task = last + 1;
+    this.phase = "COVARIANCE_PRE";
+    log.info({ file, task: this.task }, "resuming after the last finished task");
+  }
+
+  private async writeRunJson(): Promise<void> {
+    const { cfg } = this.input;
+    const { source, configDir, sha256, file, ...resolved } = cfg;
+    const run = {
+      run_id: this.input.runId,
+      seed: this.input.seed,
+      config: resolved,
+      config_file: file,
+      config_sha256: sha256,
+      class_order: this.plan.classOrder,
+      class_names: this.plan.classOrder.map((c) => this.input.index.classNames[c]),
+      task_sizes: this.plan.taskSizes,
+      thresholds: this.plan.tasks.map((_, t) => threshold(cfg.lamb, cfg.lame, t, cfg.total_sessions)),
+      model: this.input.model,
+      weights_sha256: this.input.weightsFingerprint,
+      backend: this.input.backend,
+      workers: this.input.pool.workers.length,
+      versions: this.input.versions,
+      started: new Date().toISOString(),
+    };
+    await writeFileAtomic(path.join(this.input.runDir, "run.json"), `${JSON.stringify(run, null, 1)}\n`);
+  }
+}
+
+function configSource(cfg: RunConfig): string {
+  return cfg.file;
+}
+
+export function headPayload(h: Head): HeadPayload {
+  return { classes: h.classes, weight: h.weight, bias: h.bias };
+}

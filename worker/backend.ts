@@ -1,0 +1,112 @@
+/**
+ * Compute backend selection: tfjs-node-gpu → tfjs-node → wasm → cpu, first available wins unless one is
+ * forced (`--backend` / INFLORA_BACKEND). The native packages are optionalDependencies whose install step
+ * may have failed (no libtensorflow download here), so each is probed with a dynamic import in try/catch.
+ */
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import * as tf from "@tensorflow/tfjs-core";
+// Side effect: registers the gradient functions; tfjs-core alone registers none in Node.
+import "@tensorflow/tfjs";
+import "@tensorflow/tfjs-backend-cpu";
+
+import { BACKEND_NAMES, type BackendName } from "./backend_names.js";
+
+export { BACKEND_NAMES, type BackendName };
+
+export interface BackendInfo {
+  readonly name: BackendName;
+  /** tfjs's own backend id ("tensorflow", "wasm", "cpu"). */
+  readonly tfBackend: string;
+  readonly device: string;
+  /** Why earlier candidates were passed over, for the log. */
+  readonly skipped: readonly string[];
+}
+
+export class BackendError extends Error {}
+
+let selected: BackendInfo | undefined;
+
+export function parseBackendName(value: string, source: string): BackendName {
+  if ((BACKEND_NAMES as readonly string[]).includes(value)) return value as BackendName;
+  throw new BackendError(`${source}: unknown backend "${value}"; expected one of ${BACKEND_NAMES.join(", ")}`);
+}
+
+const require = createRequire(import.meta.url);
+
+async function tryNative(pkg: string): Promise<string | undefined> {
+  try {
+    await import(pkg);
+  } catch (err) {
+    return `${pkg} not usable (${firstLine(err)})`;
+  }
+  try {
+    if (!(await tf.setBackend("tensorflow"))) return `${pkg} imported but its backend did not initialise`;
+  } catch (err) {
+    return `${pkg} backend failed to initialise (${firstLine(err)})`;
+  }
+  return undefined;
+}
+
+async function tryWasm(): Promise<string | undefined> {
+  try {
+    const wasm = await import("@tensorflow/tfjs-backend-wasm");
+    // Load the .wasm binaries from node_modules; never from the network.
+    const dir = path.join(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist");
+    wasm.setWasmPaths(dir + path.sep);
+    if (!(await tf.setBackend("wasm"))) return "wasm backend did not initialise";
+  } catch (err) {
+    return `wasm backend failed (${firstLine(err)})`;
+  }
+  return undefined;
+}
+
+function firstLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split("\n")[0].slice(0, 200);
+}
+
+/**
+ * Selects and initialises the backend once per process. `requested` (or INFLORA_BACKEND) forces one and
+ * fails loudly when it cannot start; otherwise the first candidate that works is used.
+ */
+export async function selectBackend(requested?: string): Promise<BackendInfo> {
+  if (selected) {
+    if (requested && requested !== selected.name) {
+      throw new BackendError(`backend already initialised as ${selected.name}; cannot switch to ${requested}`);
+    }
+    return selected;
+  }
+  const forcedRaw = requested ?? process.env.INFLORA_BACKEND;
+  const forced = forcedRaw ? parseBackendName(forcedRaw, requested ? "--backend" : "INFLORA_BACKEND") : undefined;
+  // Silences tfjs's "install the node backend" banner and skips debug-only checks.
+  tf.env().set("PROD", true);
+  const candidates: BackendName[] = forced ? [forced] : [...BACKEND_NAMES];
+  const skipped: string[] = [];
+  for (const name of candidates) {
+    let reason: string | undefined;
+    if (name === "node-gpu") reason = await tryNative("@tensorflow/tfjs-node-gpu");
+    else if (name === "node") reason = await tryNative("@tensorflow/tfjs-node");
+    else if (name === "wasm") reason = await tryWasm();
+    else reason = (await tf.setBackend("cpu")) ? undefined : "cpu backend did not initialise";
+    if (reason === undefined) {
+      await tf.ready();
+      selected = { name, tfBackend: tf.getBackend(), device: describeDevice(name), skipped };
+      return selected;
+    }
+    skipped.push(reason);
+    if (forced) throw new BackendError(`requested backend ${name} is not available: ${reason}`);
+  }
+  throw new BackendError(`no compute backend could be initialised:\n  ${skipped.join("\n  ")}`);
+}
+
+function describeDevice(name: BackendName): string {
+  if (name === "node-gpu") return "gpu (libtensorflow CUDA)";
+  const cpu = os.cpus()[0]?.model?.trim() ?? "unknown cpu";
+  return `${cpu} × ${os.availableParallelism()}`;
+}
+
+export function currentBackend(): BackendInfo | undefined {
+  return selected;
+}
