@@ -1,0 +1,65 @@
+import { randomBytes } from "node:crypto";
+import { type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+
+/**
+ * Writes `data` to `path` so that readers see either the old file or the complete new one, never a
+ * partial write: the bytes go to a temp file in the same folder (rename is only atomic within one file
+ * system), which is fsynced and then renamed over the target. On any error the temp file is removed and
+ * the target is left as it was. Missing parent folders are created.
+ *
+ * A chunk array is written chunk by chunk, so large tensor files never need one contiguous buffer.
+ */
+export async function writeFileAtomic(path: string, data: Uint8Array | string | Uint8Array[]): Promise<void> {
+  const dir = dirname(path);
+  await mkdir(dir, { recursive: true });
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
+  let fh: FileHandle | undefined;
+  try {
+    // "wx": never clobber another writer's temp file, however unlikely the name clash.
+    fh = await open(tmp, "wx");
+    const chunks =
+      typeof data === "string" ? [Buffer.from(data, "utf8")] : Array.isArray(data) ? data : [data];
+    for (const chunk of chunks) {
+      if (!(chunk instanceof Uint8Array)) {
+        throw new TypeError(`writeFileAtomic(${path}): chunk is not a Uint8Array`);
+      }
+      await writeFully(fh, chunk);
+    }
+    // Without the fsync a crash after the rename can leave an empty or truncated file under the final name.
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await rename(tmp, path);
+  } catch (err) {
+    if (fh !== undefined) await fh.close().catch(() => {});
+    await rm(tmp, { force: true }).catch(() => {});
+    throw err;
+  }
+  await syncDir(dir);
+}
+
+/** FileHandle.write may write fewer bytes than asked (large buffers, some file systems). */
+async function writeFully(fh: FileHandle, chunk: Uint8Array): Promise<void> {
+  // Writes of more than 2 GiB at once fail on some platforms; 1 GiB slices stay clear of that.
+  const maxSlice = 1 << 30;
+  let off = 0;
+  while (off < chunk.byteLength) {
+    const len = Math.min(maxSlice, chunk.byteLength - off);
+    const { bytesWritten } = await fh.write(chunk, off, len);
+    off += bytesWritten;
+  }
+}
+
+/** Makes the rename itself durable. Directories cannot be opened for fsync everywhere (Windows); best effort. */
+async function syncDir(dir: string): Promise<void> {
+  let dh: FileHandle | undefined;
+  try {
+    dh = await open(dir, "r");
+    await dh.sync();
+  } catch {
+    // The data is already safely in place; only durability across a power loss is weaker here.
+  } finally {
+    await dh?.close().catch(() => {});
+  }
+}
