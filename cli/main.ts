@@ -1,7 +1,6 @@
 #!/usr/bin/env node
 /** The `inflora` command. */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { ConfigError } from "../common/config.js";
 import { configureLogging, type LogFormat, log } from "../common/log.js";
 import { BACKEND_NAMES } from "../worker/backend_names.js";
 
@@ -56,18 +55,26 @@ Examples:
     }
   });
 
+/** Errors the user fixes by changing the command or config (exit 2) or the input files (exit 3). */
+const USAGE_ERRORS = new Set(["ConfigError", "InvalidArgumentError", "RunDirError", "PlanError", "BackendError"]);
+const INPUT_ERRORS = new Set([
+  "SafetensorsError",
+  "NpyError",
+  "WeightsError",
+  "CheckpointConversionError",
+  "DataError",
+  "CheckpointError",
+  "WorkerSetupError",
+]);
+
 program.parseAsync(process.argv).then(
   () => process.exit(EXIT.ok),
   (err: unknown) => {
-    const e = err as Error;
-    const input = /Error$/.test(e?.name ?? "") && ["SafetensorsError", "NpyError", "WeightsError", "DataError", "CheckpointError", "PlanError"].includes(e.name);
-    if (err instanceof ConfigError || e?.name === "InvalidArgumentError") {
-      process.stderr.write(`inflora: ${e.message}\n`);
-      process.exit(EXIT.usage);
-    }
-    if (input) {
-      process.stderr.write(`inflora: ${e.message}\n`);
-      process.exit(EXIT.input);
+    const name = (err as Error)?.name ?? "";
+    const code = USAGE_ERRORS.has(name) ? EXIT.usage : INPUT_ERRORS.has(name) ? EXIT.input : undefined;
+    if (code !== undefined) {
+      process.stderr.write(`inflora: ${(err as Error).message}\n`);
+      process.exit(code);
     }
     log.error({ err }, "inflora failed");
     process.exit(EXIT.failure);

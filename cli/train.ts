@@ -1,5 +1,6 @@
 /** `inflora train`: one run per seed, coordinator and workers wired together. */
 import { randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { loadConfig, type RunConfig } from "../common/config.js";
@@ -13,6 +14,10 @@ import { WorkerPool } from "../coordinator/worker_pool.js";
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
 import { describeWeights } from "../worker/model/load_weights.js";
+
+export class RunDirError extends Error {
+  override readonly name = "RunDirError";
+}
 
 export interface TrainOptions {
   readonly config: string;
@@ -64,6 +69,9 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
   const results = new Map<number, RunMetrics>();
   for (const seed of cfg.seeds) {
     const runDir = cfg.seeds.length > 1 ? path.join(opts.out, `seed-${seed}`) : opts.out;
+    if (!opts.resume && existsSync(path.join(runDir, "run.json"))) {
+      throw new RunDirError(`${runDir} already holds a run; pass --resume to continue it, or choose another --out`);
+    }
     const data = dataOptions(cfg, model.imgSize, runDir);
     const index = await openDatasetIndex(data);
     const clients: WorkerClient[] = Array.from(

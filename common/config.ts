@@ -7,7 +7,9 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 
-export class ConfigError extends Error {}
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
 
 /** Reference keys that do not apply to this trainer: accepted and ignored. */
 export const IGNORED_KEYS = [

@@ -24,7 +24,9 @@ export interface BackendInfo {
   readonly skipped: readonly string[];
 }
 
-export class BackendError extends Error {}
+export class BackendError extends Error {
+  override readonly name = "BackendError";
+}
 
 let selected: BackendInfo | undefined;
 
@@ -35,7 +37,8 @@ export function parseBackendName(value: string, source: string): BackendName {
 
 const require = createRequire(import.meta.url);
 
-async function tryNative(pkg: string): Promise<string | undefined> {
+/** Exported for tests: `pkg` may be any import specifier. */
+export async function tryNative(pkg: string): Promise<string | undefined> {
   try {
     await import(pkg);
   } catch (err) {
