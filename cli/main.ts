@@ -33,7 +33,9 @@ program
   .requiredOption("--config <file>", "run config (JSON; the reference's keys plus ours)")
   .requiredOption("--out <dir>", "run directory (checkpoints, predictions, metrics.json, events.jsonl)")
   .option("--workers <n>", "number of local workers", positiveInt, 1)
-  .addOption(new Option("--backend <name>", "compute backend (default: first available)").choices([...BACKEND_NAMES]))
+  .addOption(
+    new Option("--backend <name>", "compute backend (default: first available)").choices([...BACKEND_NAMES]),
+  )
   .option("--resume", "continue after the last finished task in --out", false)
   .addHelpText(
     "after",
@@ -47,7 +49,10 @@ Examples:
     const { train } = await import("./train.js");
     const results = await train(o);
     for (const [seed, m] of results) {
-      log.info({ seed, final: m.final_accuracy, average: m.average_accuracy, forgetting: m.forgetting }, "run finished");
+      log.info(
+        { seed, final: m.final_accuracy, average: m.average_accuracy, forgetting: m.forgetting },
+        "run finished",
+      );
       process.stdout.write(
         `seed ${seed}: final ${m.final_accuracy.toFixed(2)}  average ${m.average_accuracy.toFixed(2)}  ` +
           `forgetting ${m.forgetting === null ? "-" : m.forgetting.toFixed(2)}\n`,
@@ -56,7 +61,13 @@ Examples:
   });
 
 /** Errors the user fixes by changing the command or config (exit 2) or the input files (exit 3). */
-const USAGE_ERRORS = new Set(["ConfigError", "InvalidArgumentError", "RunDirError", "PlanError", "BackendError"]);
+const USAGE_ERRORS = new Set([
+  "ConfigError",
+  "InvalidArgumentError",
+  "RunDirError",
+  "PlanError",
+  "BackendError",
+]);
 const INPUT_ERRORS = new Set([
   "SafetensorsError",
   "NpyError",

@@ -1,11 +1,11 @@
 /** `inflora train`: one run per seed, coordinator and workers wired together. */
 import { randomUUID } from "node:crypto";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { loadConfig, type RunConfig } from "../common/config.js";
-import type { DataOptions } from "../common/data/options.js";
 import { openDatasetIndex } from "../common/data/open_index.js";
+import type { DataOptions } from "../common/data/options.js";
 import { log } from "../common/log.js";
 import type { ModelSpec, WorkerClient } from "../common/protocol.js";
 import type { RunMetrics } from "../coordinator/evaluation.js";
@@ -54,6 +54,17 @@ function versions(): Record<string, string> {
   return { inflora: own, node: process.version, "tfjs-core": v("@tensorflow/tfjs-core") };
 }
 
+/** A resumed run keeps its id, so its events stay on the same NATS subjects. */
+function previousRunId(runDir: string, resume: boolean): string | undefined {
+  const file = path.join(runDir, "run.json");
+  if (!resume || !existsSync(file)) return undefined;
+  try {
+    return (JSON.parse(readFileSync(file, "utf8")) as { run_id?: string }).run_id;
+  } catch {
+    return undefined;
+  }
+}
+
 export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>> {
   const cfg = loadConfig(opts.config);
   const backend = await selectBackend(opts.backend);
@@ -70,7 +81,9 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
   for (const seed of cfg.seeds) {
     const runDir = cfg.seeds.length > 1 ? path.join(opts.out, `seed-${seed}`) : opts.out;
     if (!opts.resume && existsSync(path.join(runDir, "run.json"))) {
-      throw new RunDirError(`${runDir} already holds a run; pass --resume to continue it, or choose another --out`);
+      throw new RunDirError(
+        `${runDir} already holds a run; pass --resume to continue it, or choose another --out`,
+      );
     }
     const data = dataOptions(cfg, model.imgSize, runDir);
     const index = await openDatasetIndex(data);
@@ -84,7 +97,7 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
         cfg,
         seed,
         runDir,
-        runId: randomUUID(),
+        runId: previousRunId(runDir, opts.resume) ?? randomUUID(),
         index,
         model,
         weightsFingerprint: weights.fingerprint,

@@ -118,7 +118,8 @@ export function parseConfig(text: string, file: string): RunConfig {
   if ((c.normalize_mean === undefined) !== (c.normalize_std === undefined)) {
     throw new ConfigError(`${file}: keys "normalize_mean" and "normalize_std" must be given together`);
   }
-  if (c.lamb > c.lame) throw new ConfigError(`${file}: key "lamb" (${c.lamb}) must not exceed "lame" (${c.lame})`);
+  if (c.lamb > c.lame)
+    throw new ConfigError(`${file}: key "lamb" (${c.lamb}) must not exceed "lame" (${c.lame})`);
   const configDir = path.dirname(path.resolve(file));
   const resolve = (p: string) => (path.isAbsolute(p) ? p : path.resolve(configDir, p));
   const { seed, ...rest } = c;

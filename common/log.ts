@@ -2,14 +2,17 @@
  * The process-wide structured logger (pino). JSON lines by default when stderr is not a terminal, a
  * human-readable form otherwise; `configureLogging` lets the CLI choose (`--log-format json|pretty`).
  */
-import { pino, type Logger } from "pino";
+import { type Logger, pino } from "pino";
 import pretty from "pino-pretty";
 
 export type LogFormat = "json" | "pretty";
 
 function build(format: LogFormat, level: string): Logger {
   if (format === "json") return pino({ level, base: undefined }, pino.destination({ fd: 2, sync: true }));
-  return pino({ level, base: undefined }, pretty({ destination: 2, sync: true, ignore: "pid,hostname", translateTime: "HH:MM:ss" }));
+  return pino(
+    { level, base: undefined },
+    pretty({ destination: 2, sync: true, ignore: "pid,hostname", translateTime: "HH:MM:ss" }),
+  );
 }
 
 const defaultFormat: LogFormat = process.stderr.isTTY ? "pretty" : "json";

@@ -3,8 +3,9 @@
  * passes these objects directly; the gRPC transport encodes the same fields. Workers are stateless
  * compute: everything they hold is keyed by a version the coordinator gave.
  */
-import type { AugmentKey, Split } from "./data/types.js";
+
 import type { DataOptions } from "./data/options.js";
+import type { AugmentKey, Split } from "./data/types.js";
 
 export const PROTOCOL_VERSION = 1;
 

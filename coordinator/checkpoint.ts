@@ -62,7 +62,11 @@ export async function writeCheckpoint(file: string, s: CheckpointState, D: numbe
     tensors.set(`heads.${t}.bias`, f32([h.classes], h.bias));
   });
   s.memory.forEach((m, i) => {
-    tensors.set(`dualgpm.${i}.basis`, { dtype: "F64", shape: [m.basis.rows, m.basis.cols], data: m.basis.data });
+    tensors.set(`dualgpm.${i}.basis`, {
+      dtype: "F64",
+      shape: [m.basis.rows, m.basis.cols],
+      data: m.basis.data,
+    });
   });
   for (const [name, data] of Object.entries(s.extra ?? {})) {
     tensors.set(`state.${name}`, { dtype: "F64", shape: [data.length], data });
@@ -76,7 +80,10 @@ export async function writeCheckpoint(file: string, s: CheckpointState, D: numbe
   });
 }
 
-export async function readCheckpoint(file: string, expect: { depth: number; D: number }): Promise<CheckpointState> {
+export async function readCheckpoint(
+  file: string,
+  expect: { depth: number; D: number },
+): Promise<CheckpointState> {
   const { tensors, metadata } = await readSafetensors(file);
   const fail = (msg: string): never => {
     throw new CheckpointError(`${file}: ${msg}`);
@@ -85,7 +92,8 @@ export async function readCheckpoint(file: string, expect: { depth: number; D: n
     fail(`metadata "format" is ${JSON.stringify(metadata.format)}, expected "${CHECKPOINT_FORMAT}"`);
   }
   const task = Number(metadata.task);
-  if (!Number.isInteger(task) || task < 0) fail(`metadata "task" is ${JSON.stringify(metadata.task)}, expected a task number`);
+  if (!Number.isInteger(task) || task < 0)
+    fail(`metadata "task" is ${JSON.stringify(metadata.task)}, expected a task number`);
   const parseList = <T>(key: string): T[] => {
     try {
       const v = JSON.parse(metadata[key] ?? "");
@@ -123,11 +131,16 @@ export async function readCheckpoint(file: string, expect: { depth: number; D: n
     adapters.push(a);
     const w = get(`heads.${s}.weight`, [null, D], "F32");
     const classes = w.shape[0];
-    heads.push({ classes, weight: w.data as Float32Array, bias: get(`heads.${s}.bias`, [classes], "F32").data as Float32Array });
+    heads.push({
+      classes,
+      weight: w.data as Float32Array,
+      bias: get(`heads.${s}.bias`, [classes], "F32").data as Float32Array,
+    });
   }
   if (types.length !== depth) fail(`metadata "dualgpm_types" has ${types.length} entries, expected ${depth}`);
   const memory = types.map((type, i) => {
-    if (type !== "remove" && type !== "retain") fail(`metadata "dualgpm_types"[${i}] is ${JSON.stringify(type)}`);
+    if (type !== "remove" && type !== "retain")
+      fail(`metadata "dualgpm_types"[${i}] is ${JSON.stringify(type)}`);
     const t = get(`dualgpm.${i}.basis`, [D, null], "F64");
     return { type, basis: { rows: D, cols: t.shape[1], data: t.data as Float64Array } };
   });
@@ -141,9 +154,19 @@ export async function readCheckpoint(file: string, expect: { depth: number; D: n
 export async function writePredictions(
   file: string,
   task: number,
-  p: { labels: Int32Array; pred: Int32Array; predWithTask: Int32Array; logits: Float32Array; classes: number },
+  p: {
+    labels: Int32Array;
+    pred: Int32Array;
+    predWithTask: Int32Array;
+    logits: Float32Array;
+    classes: number;
+  },
 ): Promise<void> {
-  const i64 = (a: Int32Array): StTensor => ({ dtype: "I64", shape: [a.length], data: BigInt64Array.from(a, (x) => BigInt(x)) });
+  const i64 = (a: Int32Array): StTensor => ({
+    dtype: "I64",
+    shape: [a.length],
+    data: BigInt64Array.from(a, (x) => BigInt(x)),
+  });
   await writeSafetensors(
     file,
     {

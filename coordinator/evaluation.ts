@@ -38,12 +38,18 @@ function argmax(row: Float32Array, start: number, end: number): number {
 }
 
 /** `logits` [N, C] row-major for samples with `labels`; `tasks` are the seen tasks in order. */
-export function evaluateLogits(logits: Float32Array, labels: Int32Array, tasks: readonly TaskBounds[]): Evaluation {
+export function evaluateLogits(
+  logits: Float32Array,
+  labels: Int32Array,
+  tasks: readonly TaskBounds[],
+): Evaluation {
   const N = labels.length;
   const C = tasks[tasks.length - 1].classEnd;
   if (logits.length !== N * C) throw new Error(`logits hold ${logits.length} values, expected ${N}×${C}`);
   const taskOf = new Int32Array(C);
-  tasks.forEach((t, s) => taskOf.fill(s, t.classStart, t.classEnd));
+  tasks.forEach((t, s) => {
+    taskOf.fill(s, t.classStart, t.classEnd);
+  });
   const pred = new Int32Array(N);
   const predWithTask = new Int32Array(N);
   const correctPerTask = new Array<number>(tasks.length).fill(0);

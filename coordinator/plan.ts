@@ -42,7 +42,9 @@ export interface PlanOptions {
 
 function byClass(labels: Int32Array, numClasses: number): number[][] {
   const groups: number[][] = Array.from({ length: numClasses }, () => []);
-  labels.forEach((l, i) => groups[l].push(i));
+  labels.forEach((l, i) => {
+    groups[l].push(i);
+  });
   return groups;
 }
 
@@ -110,7 +112,8 @@ export function epochOrder(task: TaskPlan, mode: DataOrder, seed: number, epoch:
     const groups: number[][] = [];
     for (let i = 0; i < n; i++) {
       const c = task.trainLabels[i] - task.classStart;
-      (groups[c] ??= []).push(i);
+      if (!groups[c]) groups[c] = [];
+      groups[c].push(i);
     }
     const out: number[] = [];
     const longest = Math.max(...groups.map((g) => g.length));
@@ -133,7 +136,8 @@ const SHUFFLE_STREAM = 0x5348_5546;
 /** Consecutive chunks of `batchSize`; the last one may be short. */
 export function batches(order: Int32Array, batchSize: number): Int32Array[] {
   const out: Int32Array[] = [];
-  for (let s = 0; s < order.length; s += batchSize) out.push(order.subarray(s, Math.min(s + batchSize, order.length)));
+  for (let s = 0; s < order.length; s += batchSize)
+    out.push(order.subarray(s, Math.min(s + batchSize, order.length)));
   return out;
 }
 

@@ -6,7 +6,7 @@
  * owning every piece of state that must agree (DESIGN.md section 3). Workers only compute; the algorithm
  * code here never knows which transport carries the requests.
  */
-import { mkdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../common/atomic_write.js";
 import type { RunConfig } from "../common/config.js";
@@ -39,11 +39,28 @@ import { type LayerMemory, threshold, updateDualGpm } from "./inflora/dualgpm.js
 import { type Mat, mat } from "./linalg/matrix.js";
 import { makeOptimizer } from "./optim/optimizer.js";
 import { learningRate } from "./optim/schedule.js";
-import { batches, buildPlan, epochOrder, microShards, type RunPlan, type TaskPlan, testSamples } from "./plan.js";
+import {
+  batches,
+  buildPlan,
+  epochOrder,
+  microShards,
+  type RunPlan,
+  type TaskPlan,
+  testSamples,
+} from "./plan.js";
+import { PROGRESS_FILE, readProgress, type TaskProgress, writeProgress } from "./progress.js";
 import { sumInOrder } from "./reduce.js";
 import type { WorkerPool } from "./worker_pool.js";
 
-export type Phase = "COVARIANCE_PRE" | "DESIGN" | "TRAIN" | "COVARIANCE_POST" | "DUALGPM" | "EVAL" | "CHECKPOINT" | "DONE";
+export type Phase =
+  | "COVARIANCE_PRE"
+  | "DESIGN"
+  | "TRAIN"
+  | "COVARIANCE_POST"
+  | "DUALGPM"
+  | "EVAL"
+  | "CHECKPOINT"
+  | "DONE";
 
 export interface TrainerInput {
   readonly cfg: RunConfig;
@@ -60,7 +77,13 @@ export interface TrainerInput {
   readonly backend: string;
   readonly versions: Record<string, string>;
   /** Called after every training step (progress bars). */
-  readonly onStep?: (info: { task: number; epoch: number; step: number; steps: number; loss: number }) => void;
+  readonly onStep?: (info: {
+    task: number;
+    epoch: number;
+    step: number;
+    steps: number;
+    loss: number;
+  }) => void;
 }
 
 const HEAD_STREAM = 0x4845_4144;
@@ -77,15 +100,16 @@ export class Trainer {
   private readonly events: EventLog;
   private readonly D: number;
   private readonly depth: number;
-  private stateVersion = 0;
-  private paramsVersion = 0;
+  // Versions start from the clock so a restarted coordinator never reuses one a surviving worker holds.
+  private stateVersion = Date.now() * 1000;
+  private paramsVersion = Date.now() * 1000;
+  private resumeProgress: TaskProgress | undefined;
   /** Finished tasks' adapters (float32, as sent to workers and checkpointed). */
   private readonly adapters: TaskAdapters[] = [];
   private readonly heads: Head[] = [];
   private memory: (LayerMemory | undefined)[];
   private covariances: Mat[] = [];
   private currentB: Float32Array[] = [];
-  private currentA: { Ak: Float64Array[]; Av: Float64Array[]; headW: Float64Array; headB: Float64Array } | undefined;
   private readonly cil: number[] = [];
   private readonly withTask: number[] = [];
   private readonly matrix: number[][] = [];
@@ -103,7 +127,8 @@ export class Trainer {
       totalSessions: cfg.total_sessions,
       source: configSource(cfg),
     });
-    if (cfg.rank > this.D) throw new Error(`${configSource(cfg)}: key "rank" (${cfg.rank}) exceeds the model width ${this.D}`);
+    if (cfg.rank > this.D)
+      throw new Error(`${configSource(cfg)}: key "rank" (${cfg.rank}) exceeds the model width ${this.D}`);
     mkdirSync(path.join(input.runDir, "checkpoints"), { recursive: true });
     mkdirSync(path.join(input.runDir, "predictions"), { recursive: true });
     this.events = new EventLog(path.join(input.runDir, "events.jsonl"), input.runId);
@@ -119,7 +144,18 @@ export class Trainer {
 
   async run(): Promise<RunMetrics> {
     const { cfg } = this.input;
-    const replies = await this.input.pool.setup({
+    const pool = this.input.pool;
+    pool.observe({
+      joined: (m) =>
+        this.events.emit("worker_joined", {
+          worker: m.id,
+          backend: m.reply?.backend,
+          device: m.reply?.device,
+        }),
+      failed: (m, reason) => this.events.emit("worker_failed", { worker: m.id, reason, status: m.status }),
+      left: (m, reason) => this.events.emit("worker_left", { worker: m.id, reason }),
+    });
+    await pool.start({
       runId: this.input.runId,
       protocolVersion: PROTOCOL_VERSION,
       weightsPath: cfg.weights,
@@ -127,10 +163,13 @@ export class Trainer {
       model: this.input.model,
       data: this.input.data,
     });
-    for (const r of replies) this.events.emit("worker_joined", { worker: r.workerId, backend: r.backend, device: r.device });
     if (this.input.resume) await this.restore();
     await this.writeRunJson();
-    this.events.emit("run_started", { seed: this.input.seed, tasks: this.plan.tasks.length, resumed_at_task: this.task });
+    this.events.emit("run_started", {
+      seed: this.input.seed,
+      tasks: this.plan.tasks.length,
+      resumed_at_task: this.task,
+    });
     if (this.task >= this.plan.tasks.length) this.phase = "DONE";
     else this.events.emit("task_started", { task: this.task });
     while (this.phase !== "DONE") await this.advance();
@@ -146,6 +185,11 @@ export class Trainer {
     this.events.emit("phase_started", { task: this.task, phase: this.phase });
     switch (this.phase) {
       case "COVARIANCE_PRE":
+        if (this.resumeProgress) {
+          // Restarted mid-task: B was designed before the restart and is part of the progress state.
+          this.phase = "TRAIN";
+          return;
+        }
         if (!seqLora) this.covariances = await this.covariancePass(t, COV_PRE_EPOCH);
         this.phase = "DESIGN";
         return;
@@ -154,7 +198,8 @@ export class Trainer {
         this.phase = "TRAIN";
         return;
       case "TRAIN":
-        await this.train(t);
+        await this.train(t, this.resumeProgress);
+        this.resumeProgress = undefined;
         this.phase = seqLora ? "EVAL" : "COVARIANCE_POST";
         return;
       case "COVARIANCE_POST":
@@ -171,6 +216,7 @@ export class Trainer {
         return;
       case "CHECKPOINT":
         await this.checkpoint();
+        rmSync(path.join(this.input.runDir, "checkpoints", PROGRESS_FILE), { force: true });
         this.events.emit("task_finished", {
           task: this.task,
           cil: this.cil[this.task],
@@ -220,6 +266,7 @@ export class Trainer {
         samples,
         augment,
       }));
+      await this.input.pool.boundary();
       const results = await this.input.pool.map(shards, (w, s) => w.covariance({ stateVersion, shards: s }));
       for (let i = 0; i < this.depth; i++) {
         const part = sumInOrder(
@@ -281,34 +328,66 @@ export class Trainer {
     return { w, b };
   }
 
-  private async train(t: TaskPlan): Promise<void> {
+  private async train(t: TaskPlan, from?: TaskProgress): Promise<void> {
     const { cfg } = this.input;
     const hyper = taskHyper(cfg, t.task);
     const D = this.D;
     const r = cfg.rank;
-    const head = this.initHead(t);
-    const p = {
-      Ak: Array.from({ length: this.depth }, () => new Float64Array(D * r)),
-      Av: Array.from({ length: this.depth }, () => new Float64Array(D * r)),
-      headW: head.w,
-      headB: head.b,
-    };
-    this.currentA = p;
-    const params = [...p.Ak, ...p.Av, p.headW, p.headB];
-    const optimizer = makeOptimizer(cfg.optim, hyper.weightDecay);
-    const stateVersion = await this.publish({ training: true, heads: false });
     const classes = t.classEnd - t.classStart;
-    for (let epoch = 0; epoch < hyper.epochs; epoch++) {
+    let p: { Ak: Float64Array[]; Av: Float64Array[]; headW: Float64Array; headB: Float64Array };
+    const optimizer = makeOptimizer(cfg.optim, hyper.weightDecay);
+    if (from) {
+      this.currentB = from.B;
+      p = { Ak: from.Ak, Av: from.Av, headW: from.headW, headB: from.headB };
+      optimizer.load(from.optimizer);
+    } else {
+      const head = this.initHead(t);
+      p = {
+        Ak: Array.from({ length: this.depth }, () => new Float64Array(D * r)),
+        Av: Array.from({ length: this.depth }, () => new Float64Array(D * r)),
+        headW: head.w,
+        headB: head.b,
+      };
+    }
+    const params = [...p.Ak, ...p.Av, p.headW, p.headB];
+    const stateVersion = await this.publish({ training: true, heads: false });
+    const every = cfg.checkpoint_every;
+    let stepsSinceSave = 0;
+    const save = (epoch: number, step: number, acc: { lossSum: number; correct: number; count: number }) =>
+      writeProgress(
+        path.join(this.input.runDir, "checkpoints", PROGRESS_FILE),
+        {
+          task: t.task,
+          epoch,
+          step,
+          epochLossSum: acc.lossSum,
+          epochCorrect: acc.correct,
+          epochCount: acc.count,
+          configSha256: cfg.sha256,
+          rank: r,
+          B: this.currentB,
+          Ak: p.Ak,
+          Av: p.Av,
+          headW: p.headW,
+          headB: p.headB,
+          optimizer: optimizer.state(),
+        },
+        D,
+      );
+    for (let epoch = from?.epoch ?? 0; epoch < hyper.epochs; epoch++) {
       const lr = learningRate(cfg.optim, hyper.lr, epoch, hyper.epochs);
-      this.events.emit("epoch_started", { task: t.task, epoch, lr });
+      const firstStep = from && epoch === from.epoch ? from.step : 0;
+      if (firstStep === 0) this.events.emit("epoch_started", { task: t.task, epoch, lr });
       const started = performance.now();
       const order = epochOrder(t, cfg.data_order, this.input.seed, epoch);
       const list = batches(order, cfg.batch_size);
-      let lossSum = 0;
-      let correct = 0;
-      let count = 0;
+      const acc =
+        firstStep > 0 && from
+          ? { lossSum: from.epochLossSum, correct: from.epochCorrect, count: from.epochCount }
+          : { lossSum: 0, correct: 0, count: 0 };
+      const countAtStart = acc.count;
       const augment = this.augmentKey(epoch);
-      for (let step = 0; step < list.length; step++) {
+      for (let step = firstStep; step < list.length; step++) {
         const positions = list[step];
         const shards: MicroShard[] = microShards(positions, cfg.micro_shards).map((pos, index) => ({
           index,
@@ -323,6 +402,7 @@ export class Trainer {
           Av: p.Av.map((a) => Float32Array.from(a)),
           head: { classes, weight: Float32Array.from(p.headW), bias: Float32Array.from(p.headB) },
         };
+        await this.input.pool.boundary();
         const results = await this.input.pool.map(shards, (w, s) =>
           w.trainStep({ stateVersion, params: sent, shards: s }),
         );
@@ -338,10 +418,15 @@ export class Trainer {
           throw new Error(`task ${t.task} epoch ${epoch} step ${step}: the training loss is ${batchLoss}`);
         }
         optimizer.step(params, grads, lr);
-        lossSum += batchLoss;
-        correct += results.reduce((s, x) => s + x.correct, 0);
-        count += n;
+        acc.lossSum += batchLoss;
+        acc.correct += results.reduce((s, x) => s + x.correct, 0);
+        acc.count += n;
         this.input.onStep?.({ task: t.task, epoch, step, steps: list.length, loss: batchLoss / n });
+        stepsSinceSave++;
+        if (typeof every === "number" && stepsSinceSave >= every && step + 1 < list.length) {
+          await save(epoch, step + 1, acc);
+          stepsSinceSave = 0;
+        }
       }
       const seconds = (performance.now() - started) / 1000;
       const info = {
@@ -349,13 +434,18 @@ export class Trainer {
         epoch,
         epochs: hyper.epochs,
         lr,
-        loss: lossSum / count,
-        train_accuracy: (100 * correct) / count,
+        loss: acc.lossSum / acc.count,
+        train_accuracy: (100 * acc.correct) / acc.count,
         seconds,
-        images_per_second: count / seconds,
+        images_per_second: (acc.count - countAtStart) / seconds,
+        workers: this.input.pool.size,
       };
       this.events.emit("epoch_finished", info);
       log.info(info, `task ${t.task} epoch ${epoch + 1}/${hyper.epochs}`);
+      if (epoch + 1 < hyper.epochs && (every === "epoch" || typeof every === "number")) {
+        await save(epoch + 1, 0, { lossSum: 0, correct: 0, count: 0 });
+        stepsSinceSave = 0;
+      }
     }
     this.adapters.push({
       rank: r,
@@ -365,7 +455,6 @@ export class Trainer {
       Av: p.Av.map((a) => Float32Array.from(a)),
     });
     this.heads.push({ classes, weight: Float32Array.from(p.headW), bias: Float32Array.from(p.headB) });
-    this.currentA = undefined;
   }
 
   private updateMemory(): void {
@@ -401,6 +490,7 @@ export class Trainer {
         split: "test",
         samples: s,
       }));
+      await this.input.pool.boundary();
       const results = await this.input.pool.map(shards, (w, s) => w.evaluate({ stateVersion, shards: s }));
       for (const r of results) {
         logits.set(r.logits, offset);
@@ -424,7 +514,10 @@ export class Trainer {
       path.join(this.input.runDir, "metrics.json"),
       `${JSON.stringify(runMetrics(this.cil, this.withTask, this.matrix), null, 1)}\n`,
     );
-    log.info({ task: this.task, cil: ev.cil, with_task: ev.withTask, row: ev.perTask }, `task ${this.task} evaluated`);
+    log.info(
+      { task: this.task, cil: ev.cil, with_task: ev.withTask, row: ev.perTask },
+      `task ${this.task} evaluated`,
+    );
   }
 
   private checkpointState(): CheckpointState {
@@ -448,16 +541,13 @@ export class Trainer {
   private async restore(): Promise<void> {
     const dir = path.join(this.input.runDir, "checkpoints");
     let last = -1;
-    for (let t = 0; t < this.plan.tasks.length; t++) {
-      try {
-        readFileSync(path.join(dir, checkpointName(t)), { flag: "r" }).length;
-        last = t;
-      } catch {
-        break;
-      }
-    }
+    while (last + 1 < this.plan.tasks.length && existsSync(path.join(dir, checkpointName(last + 1)))) last++;
+    await this.restoreProgress(last + 1);
     if (last < 0) {
-      log.info({ runDir: this.input.runDir }, "no checkpoint to resume from; starting at task 0");
+      log.info(
+        { runDir: this.input.runDir, mid_task: this.resumeProgress !== undefined },
+        "no finished task to resume from",
+      );
       return;
     }
     const file = path.join(dir, checkpointName(last));
@@ -476,7 +566,9 @@ export class Trainer {
     const metricsFile = path.join(this.input.runDir, "metrics.json");
     const m = JSON.parse(readFileSync(metricsFile, "utf8")) as RunMetrics;
     if (m.accuracy_matrix.length < last + 1) {
-      throw new Error(`${metricsFile}: holds ${m.accuracy_matrix.length} tasks but the checkpoint is after task ${last}`);
+      throw new Error(
+        `${metricsFile}: holds ${m.accuracy_matrix.length} tasks but the checkpoint is after task ${last}`,
+      );
     }
     for (let t = 0; t <= last; t++) {
       this.cil[t] = m.curve.cil[t];
@@ -486,6 +578,24 @@ export class Trainer {
     this.task = last + 1;
     this.phase = "COVARIANCE_PRE";
     log.info({ file, task: this.task }, "resuming after the last finished task");
+  }
+
+  /** Picks up the in-progress state of `task` if the previous coordinator saved one. */
+  private async restoreProgress(task: number): Promise<void> {
+    const file = path.join(this.input.runDir, "checkpoints", PROGRESS_FILE);
+    if (!existsSync(file)) return;
+    const progress = await readProgress(file, { depth: this.depth, D: this.D });
+    if (progress.configSha256 !== this.input.cfg.sha256) {
+      throw new Error(`${file}: written for a different config; refusing to resume`);
+    }
+    if (progress.task !== task) {
+      log.warn({ file, progressTask: progress.task, task }, "ignoring progress state of another task");
+      return;
+    }
+    if (progress.rank !== this.input.cfg.rank)
+      throw new Error(`${file}: rank ${progress.rank} differs from the config's`);
+    this.resumeProgress = progress;
+    log.info({ file, task, epoch: progress.epoch, step: progress.step }, "resuming inside the task");
   }
 
   private async writeRunJson(): Promise<void> {
@@ -504,7 +614,7 @@ export class Trainer {
       model: this.input.model,
       weights_sha256: this.input.weightsFingerprint,
       backend: this.input.backend,
-      workers: this.input.pool.workers.length,
+      workers: this.input.pool.size,
       versions: this.input.versions,
       started: new Date().toISOString(),
     };

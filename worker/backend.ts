@@ -32,7 +32,9 @@ let selected: BackendInfo | undefined;
 
 export function parseBackendName(value: string, source: string): BackendName {
   if ((BACKEND_NAMES as readonly string[]).includes(value)) return value as BackendName;
-  throw new BackendError(`${source}: unknown backend "${value}"; expected one of ${BACKEND_NAMES.join(", ")}`);
+  throw new BackendError(
+    `${source}: unknown backend "${value}"; expected one of ${BACKEND_NAMES.join(", ")}`,
+  );
 }
 
 const require = createRequire(import.meta.url);
@@ -56,7 +58,10 @@ async function tryWasm(): Promise<string | undefined> {
   try {
     const wasm = await import("@tensorflow/tfjs-backend-wasm");
     // Load the .wasm binaries from node_modules; never from the network.
-    const dir = path.join(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist");
+    const dir = path.join(
+      path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")),
+      "dist",
+    );
     wasm.setWasmPaths(dir + path.sep);
     if (!(await tf.setBackend("wasm"))) return "wasm backend did not initialise";
   } catch (err) {
@@ -77,12 +82,16 @@ function firstLine(err: unknown): string {
 export async function selectBackend(requested?: string): Promise<BackendInfo> {
   if (selected) {
     if (requested && requested !== selected.name) {
-      throw new BackendError(`backend already initialised as ${selected.name}; cannot switch to ${requested}`);
+      throw new BackendError(
+        `backend already initialised as ${selected.name}; cannot switch to ${requested}`,
+      );
     }
     return selected;
   }
   const forcedRaw = requested ?? process.env.INFLORA_BACKEND;
-  const forced = forcedRaw ? parseBackendName(forcedRaw, requested ? "--backend" : "INFLORA_BACKEND") : undefined;
+  const forced = forcedRaw
+    ? parseBackendName(forcedRaw, requested ? "--backend" : "INFLORA_BACKEND")
+    : undefined;
   // Silences tfjs's "install the node backend" banner and skips debug-only checks.
   tf.env().set("PROD", true);
   const candidates: BackendName[] = forced ? [forced] : [...BACKEND_NAMES];

@@ -66,10 +66,16 @@ export class WorkerEngine implements WorkerClient {
 
   async setup(req: SetupRequest): Promise<SetupReply> {
     if (req.protocolVersion !== PROTOCOL_VERSION) {
-      throw new WorkerSetupError(`protocol version ${req.protocolVersion} requested; this worker speaks ${PROTOCOL_VERSION}`);
+      throw new WorkerSetupError(
+        `protocol version ${req.protocolVersion} requested; this worker speaks ${PROTOCOL_VERSION}`,
+      );
     }
     const backend = await selectBackend(this.options.backend);
-    if (this.setupReq && this.setupReq.runId === req.runId && this.setupReq.weightsFingerprint === req.weightsFingerprint) {
+    if (
+      this.setupReq &&
+      this.setupReq.runId === req.runId &&
+      this.setupReq.weightsFingerprint === req.weightsFingerprint
+    ) {
       return this.reply(backend.name, backend.device);
     }
     this.dispose();
@@ -133,7 +139,11 @@ export class WorkerEngine implements WorkerClient {
     for (const shard of req.shards) {
       if (!shard.targets) throw new Error(`training shard ${shard.index} carries no targets`);
       const { patches, count } = await this.loadShard(shard);
-      out.push({ index: shard.index, count, ...lossAndGrads(model, patches, count, shard.targets, live.BT, params) });
+      out.push({
+        index: shard.index,
+        count,
+        ...lossAndGrads(model, patches, count, shard.targets, live.BT, params),
+      });
     }
     return out;
   }

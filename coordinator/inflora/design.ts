@@ -2,8 +2,9 @@
  * Design of B_t before task t (paper Eq. 7 with the DualGPM projection): the top-r left singular vectors
  * of the (projected) input covariance, scaled by 1/√3, shared by the key and value adapters.
  */
-import { leftSingular, leftSingularSymmetric } from "../linalg/svd.js";
+
 import { type Mat, sub } from "../linalg/matrix.js";
+import { leftSingular, leftSingularSymmetric } from "../linalg/svd.js";
 import { type LayerMemory, project } from "./dualgpm.js";
 
 /** B [r, D] row-major in float64: row j is the j-th singular vector / √3. */

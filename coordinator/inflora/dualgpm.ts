@@ -4,8 +4,9 @@
  * orthogonal complement (used once the old subspace grows past D/2). The reference feeds the covariance
  * matrix itself to these SVDs, and so do we.
  */
-import { leftSingular, leftSingularSymmetric } from "../linalg/svd.js";
+
 import { columns, frobenius, hstack, type Mat, matmul, matmulAtB, sub } from "../linalg/matrix.js";
+import { leftSingular, leftSingularSymmetric } from "../linalg/svd.js";
 
 export type ProjectionType = "remove" | "retain";
 

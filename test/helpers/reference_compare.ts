@@ -4,10 +4,10 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { eighDescending } from "../../coordinator/linalg/eigh.js";
-import { leftSingular } from "../../coordinator/linalg/svd.js";
-import { type Mat, mat, matmul, matmulABt, sub } from "../../coordinator/linalg/matrix.js";
 import { readSafetensors, type StTensor } from "../../common/safetensors.js";
+import { eighDescending } from "../../coordinator/linalg/eigh.js";
+import { type Mat, mat, matmul, matmulABt, sub } from "../../coordinator/linalg/matrix.js";
+import { leftSingular } from "../../coordinator/linalg/svd.js";
 
 export const REFERENCE_DIR = path.resolve(import.meta.dirname, "../fixtures/reference");
 export const EXPECTED_DIR = path.join(REFERENCE_DIR, "expected");
@@ -50,7 +50,8 @@ function columnProjector(x: Mat): Mat {
 
 function transposeMat(a: Mat): Mat {
   const out = new Float64Array(a.rows * a.cols);
-  for (let i = 0; i < a.rows; i++) for (let j = 0; j < a.cols; j++) out[j * a.rows + i] = a.data[i * a.cols + j];
+  for (let i = 0; i < a.rows; i++)
+    for (let j = 0; j < a.cols; j++) out[j * a.rows + i] = a.data[i * a.cols + j];
   return mat(a.cols, a.rows, out);
 }
 
@@ -72,7 +73,12 @@ export interface CheckpointFigures {
   expectedWidths: number[];
 }
 
-export async function compareCheckpoint(ours: string, expected: string, task: number, depth: number): Promise<CheckpointFigures> {
+export async function compareCheckpoint(
+  ours: string,
+  expected: string,
+  task: number,
+  depth: number,
+): Promise<CheckpointFigures> {
   const a = await readSafetensors(ours);
   const b = await readSafetensors(expected);
   const get = (f: typeof a, name: string) => {
@@ -89,7 +95,10 @@ export async function compareCheckpoint(ours: string, expected: string, task: nu
         const p = `blocks.${i}.attn.inflora.`;
         const B1 = toMat(get(a, `${p}B_${kv}.${s}`));
         const B2 = toMat(get(b, `${p}B_${kv}.${s}`));
-        bdist = Math.max(bdist, spectralSym(sub(columnProjector(transposeMat(B1)), columnProjector(transposeMat(B2)))));
+        bdist = Math.max(
+          bdist,
+          spectralSym(sub(columnProjector(transposeMat(B1)), columnProjector(transposeMat(B2)))),
+        );
         const AB1 = matmul(toMat(get(a, `${p}A_${kv}.${s}`)), B1);
         const AB2 = matmul(toMat(get(b, `${p}A_${kv}.${s}`)), B2);
         abrel = Math.max(abrel, frob(sub(AB1, AB2)) / frob(AB2));
@@ -148,7 +157,12 @@ export interface PredictionFigures {
   labelsEqual: boolean;
 }
 
-export async function comparePredictions(ours: string, expected: string, tieRel: number, taskClasses: number): Promise<PredictionFigures> {
+export async function comparePredictions(
+  ours: string,
+  expected: string,
+  tieRel: number,
+  taskClasses: number,
+): Promise<PredictionFigures> {
   const a = await readSafetensors(ours);
   const b = await readSafetensors(expected);
   const ints = (f: typeof a, n: string) => Array.from(f.tensors.get(n)!.data as BigInt64Array, Number);

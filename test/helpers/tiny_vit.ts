@@ -13,7 +13,15 @@ export function mulberry32(seed: number): () => number {
   };
 }
 
-export const TINY: VitConfig = { imgSize: 8, patchSize: 4, inChans: 3, embedDim: 8, depth: 2, numHeads: 2, mlpHidden: 16 };
+export const TINY: VitConfig = {
+  imgSize: 8,
+  patchSize: 4,
+  inChans: 3,
+  embedDim: 8,
+  depth: 2,
+  numHeads: 2,
+  mlpHidden: 16,
+};
 
 export function randomWeights(cfg: VitConfig, seed: number, scale = 0.5): Map<string, HostTensor> {
   const rnd = mulberry32(seed);

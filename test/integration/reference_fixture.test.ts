@@ -7,9 +7,9 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { train } from "../../cli/train.js";
 import { readSafetensors } from "../../common/safetensors.js";
 import type { RunMetrics } from "../../coordinator/evaluation.js";
-import { train } from "../../cli/train.js";
 import {
   compareCheckpoint,
   comparePredictions,
@@ -31,7 +31,12 @@ const tol = tolerances();
 const expectedMetrics: RunMetrics = JSON.parse(readFileSync(path.join(EXPECTED_DIR, "metrics.json"), "utf8"));
 
 beforeAll(async () => {
-  await train({ config: path.join(REFERENCE_DIR, "tiny_config.json"), out: runBin, workers: 1, resume: false });
+  await train({
+    config: path.join(REFERENCE_DIR, "tiny_config.json"),
+    out: runBin,
+    workers: 1,
+    resume: false,
+  });
   // The same config from the Google-format weights and the PNG folder.
   const cfg = JSON.parse(readFileSync(path.join(REFERENCE_DIR, "tiny_config.json"), "utf8"));
   cfg.weights = path.join(REFERENCE_DIR, "tiny_vit.npz");
@@ -72,7 +77,9 @@ describe("the reference fixture run", () => {
       );
       expect(p.labelsEqual, `task ${t}: labels in the same order`).toBe(true);
       expect(p.predAgree, `task ${t}: pred agreement`).toBeGreaterThanOrEqual(tol.pred_agree);
-      expect(p.predWithTaskAgree, `task ${t}: pred_with_task agreement`).toBeGreaterThanOrEqual(tol.pred_agree);
+      expect(p.predWithTaskAgree, `task ${t}: pred_with_task agreement`).toBeGreaterThanOrEqual(
+        tol.pred_agree,
+      );
     }
   });
 
@@ -86,15 +93,18 @@ describe("the reference fixture run", () => {
         CLASSES_PER_TASK,
       );
       const n = 40 * (t + 1);
-      const allowed = (setSize: number, moved: number) => Math.max(tol.acc, 100 / setSize) + (100 * moved) / setSize + 1e-9;
-      expect(Math.abs(ours.curve.cil[t] - expectedMetrics.curve.cil[t])).toBeLessThanOrEqual(allowed(n, p.movedTiesTotal));
+      const allowed = (setSize: number, moved: number) =>
+        Math.max(tol.acc, 100 / setSize) + (100 * moved) / setSize + 1e-9;
+      expect(Math.abs(ours.curve.cil[t] - expectedMetrics.curve.cil[t])).toBeLessThanOrEqual(
+        allowed(n, p.movedTiesTotal),
+      );
       expect(Math.abs(ours.curve.with_task[t] - expectedMetrics.curve.with_task[t])).toBeLessThanOrEqual(
         allowed(n, p.movedTiesWithTaskTotal),
       );
       for (let s = 0; s <= t; s++) {
-        expect(Math.abs(ours.accuracy_matrix[t][s] - expectedMetrics.accuracy_matrix[t][s])).toBeLessThanOrEqual(
-          allowed(40, p.movedTiesPerTask[s]),
-        );
+        expect(
+          Math.abs(ours.accuracy_matrix[t][s] - expectedMetrics.accuracy_matrix[t][s]),
+        ).toBeLessThanOrEqual(allowed(40, p.movedTiesPerTask[s]));
       }
     }
   });
@@ -138,7 +148,10 @@ describe("the reference fixture run", () => {
     const mean = metrics.curve.cil.reduce((a, b) => a + b, 0) / TASKS;
     expect(metrics.average_accuracy).toBeCloseTo(mean, 10);
     expect(metrics.final_accuracy).toBe(metrics.curve.cil[TASKS - 1]);
-    const events = readFileSync(path.join(runBin, "events.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const events = readFileSync(path.join(runBin, "events.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(events.filter((e) => e.event === "task_finished")).toHaveLength(TASKS);
     expect(events.at(-1).event).toBe("run_finished");
   });
@@ -151,13 +164,30 @@ describe("the reference fixture run", () => {
       rmSync(path.join(runResume, "predictions", name(t)));
     }
     await expect(
-      train({ config: path.join(REFERENCE_DIR, "tiny_config.json"), out: runResume, workers: 1, resume: false }),
+      train({
+        config: path.join(REFERENCE_DIR, "tiny_config.json"),
+        out: runResume,
+        workers: 1,
+        resume: false,
+      }),
     ).rejects.toThrow(/already holds a run; pass --resume/);
-    await train({ config: path.join(REFERENCE_DIR, "tiny_config.json"), out: runResume, workers: 1, resume: true });
-    expect(readFileSync(path.join(runResume, "metrics.json"), "utf8")).toBe(readFileSync(path.join(runBin, "metrics.json"), "utf8"));
+    await train({
+      config: path.join(REFERENCE_DIR, "tiny_config.json"),
+      out: runResume,
+      workers: 1,
+      resume: true,
+    });
+    expect(readFileSync(path.join(runResume, "metrics.json"), "utf8")).toBe(
+      readFileSync(path.join(runBin, "metrics.json"), "utf8"),
+    );
     for (const t of [3, 4]) {
       for (const dir of ["checkpoints", "predictions"]) {
-        expect(readFileSync(path.join(runResume, dir, name(t))).equals(readFileSync(path.join(runBin, dir, name(t)))), `${dir}/${name(t)}`).toBe(true);
+        expect(
+          readFileSync(path.join(runResume, dir, name(t))).equals(
+            readFileSync(path.join(runBin, dir, name(t))),
+          ),
+          `${dir}/${name(t)}`,
+        ).toBe(true);
       }
     }
   }, 300_000);
@@ -172,9 +202,14 @@ describe("the reference fixture run", () => {
         const y = await readSafetensors(path.join(runNpz, dir, name(t)));
         expect([...y.tensors.keys()].sort()).toEqual([...x.tensors.keys()].sort());
         for (const [n, tx] of x.tensors) {
-          expect(Buffer.from(y.tensors.get(n)!.data.buffer, y.tensors.get(n)!.data.byteOffset, y.tensors.get(n)!.data.byteLength).equals(
-            Buffer.from(tx.data.buffer, tx.data.byteOffset, tx.data.byteLength),
-          ), `${dir}/${name(t)} ${n}`).toBe(true);
+          expect(
+            Buffer.from(
+              y.tensors.get(n)!.data.buffer,
+              y.tensors.get(n)!.data.byteOffset,
+              y.tensors.get(n)!.data.byteLength,
+            ).equals(Buffer.from(tx.data.buffer, tx.data.byteOffset, tx.data.byteLength)),
+            `${dir}/${name(t)} ${n}`,
+          ).toBe(true);
         }
       }
     }

@@ -5,8 +5,8 @@ import { afterAll, describe, expect, it } from "vitest";
 import { PROTOCOL_VERSION, type TrainParams } from "../../common/protocol.js";
 import { WorkerEngine } from "../../worker/engine.js";
 import { fingerprintFile } from "../../worker/model/load_weights.js";
-import { randomArray } from "../helpers/tiny_vit.js";
 import { REFERENCE_DIR } from "../helpers/reference_compare.js";
+import { randomArray } from "../helpers/tiny_vit.js";
 
 const D = 48;
 const depth = 3;
@@ -24,17 +24,39 @@ describe("tfjs memory", () => {
       weightsPath: weights,
       weightsFingerprint: await fingerprintFile(weights),
       model: { imgSize: 32, patchSize: 4, inChans: 3, embedDim: D, depth, numHeads: 3, mlpHidden: 192 },
-      data: { dataset: "cifar100", dataPath: path.join(REFERENCE_DIR, "cifar_bin"), imageSize: 32, threads: 0 },
+      data: {
+        dataset: "cifar100",
+        dataPath: path.join(REFERENCE_DIR, "cifar_bin"),
+        imageSize: 32,
+        threads: 0,
+      },
     });
     const B = Array.from({ length: depth }, (_, i) => randomArray(r * D, i, 0.1));
     const finished = [
-      { task: 0, rank: r, Bk: B, Bv: B, Ak: B.map((_, i) => randomArray(D * r, 10 + i, 0.1)), Av: B.map((_, i) => randomArray(D * r, 20 + i, 0.1)) },
+      {
+        task: 0,
+        rank: r,
+        Bk: B,
+        Bv: B,
+        Ak: B.map((_, i) => randomArray(D * r, 10 + i, 0.1)),
+        Av: B.map((_, i) => randomArray(D * r, 20 + i, 0.1)),
+      },
     ];
     await engine.setTaskState({ version: 1, task: 1, finished, currentB: { rank: r, B }, heads: [] });
     const samples = Int32Array.from({ length: 8 }, (_, i) => i);
     const shards = [
-      { index: 0, split: "train" as const, samples: samples.subarray(0, 4), targets: Int32Array.from([0, 1, 2, 3]) },
-      { index: 1, split: "train" as const, samples: samples.subarray(4), targets: Int32Array.from([3, 2, 1, 0]) },
+      {
+        index: 0,
+        split: "train" as const,
+        samples: samples.subarray(0, 4),
+        targets: Int32Array.from([0, 1, 2, 3]),
+      },
+      {
+        index: 1,
+        split: "train" as const,
+        samples: samples.subarray(4),
+        targets: Int32Array.from([3, 2, 1, 0]),
+      },
     ];
     const params = (version: number): TrainParams => ({
       version,
@@ -49,7 +71,12 @@ describe("tfjs memory", () => {
       if (step === 1) afterFirst = tf.memory().numTensors;
     }
     expect(tf.memory().numTensors).toBe(afterFirst);
-    await engine.setTaskState({ version: 2, task: 1, finished, heads: [{ classes: 4, weight: randomArray(4 * D, 7), bias: new Float32Array(4) }] });
+    await engine.setTaskState({
+      version: 2,
+      task: 1,
+      finished,
+      heads: [{ classes: 4, weight: randomArray(4 * D, 7), bias: new Float32Array(4) }],
+    });
     await engine.covariance({ stateVersion: 2, shards: [{ index: 0, split: "train", samples }] });
     await engine.evaluate({ stateVersion: 2, shards: [{ index: 0, split: "test", samples }] });
     const settled = tf.memory().numTensors;

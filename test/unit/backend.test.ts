@@ -45,10 +45,12 @@ describe("backend selection", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "half-installed-"));
     const broken = path.join(dir, "index.mjs");
     // What tfjs-node does when its libtensorflow download never happened.
-    writeFileSync(broken, 'throw new Error("Cannot find module \'lib/napi-v8/tfjs_binding.node\'");\n');
+    writeFileSync(broken, "throw new Error(\"Cannot find module 'lib/napi-v8/tfjs_binding.node'\");\n");
     await expect(tryNative(pathToFileURL(broken).href)).resolves.toMatch(/not usable \(Cannot find module/);
     const empty = path.join(dir, "empty.mjs");
     writeFileSync(empty, "export {};\n");
-    await expect(tryNative(pathToFileURL(empty).href)).resolves.toMatch(/backend failed to initialise|did not initialise/);
+    await expect(tryNative(pathToFileURL(empty).href)).resolves.toMatch(
+      /backend failed to initialise|did not initialise/,
+    );
   });
 });

@@ -43,7 +43,10 @@ describe("config", () => {
   });
 
   it("accepts and ignores the reference keys that do not apply", () => {
-    const cfg = parseConfig(JSON.stringify({ ...base, num_workers: 16, memory_size: 0, EPSILON: 1e-8, prefix: "x" }), "c.json");
+    const cfg = parseConfig(
+      JSON.stringify({ ...base, num_workers: 16, memory_size: 0, EPSILON: 1e-8, prefix: "x" }),
+      "c.json",
+    );
     expect(cfg.batch_size).toBe(32);
   });
 
@@ -58,7 +61,9 @@ describe("config", () => {
 
   it("reports a missing config file by name", () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), "cfg-"));
-    expect(() => loadConfig(path.join(dir, "nope.json"))).toThrow(/nope\.json: cannot read the config \(ENOENT\)/);
+    expect(() => loadConfig(path.join(dir, "nope.json"))).toThrow(
+      /nope\.json: cannot read the config \(ENOENT\)/,
+    );
     writeFileSync(path.join(dir, "arr.json"), "[]");
     expect(() => loadConfig(path.join(dir, "arr.json"))).toThrow(/must be a JSON object/);
   });
@@ -68,7 +73,8 @@ describe("task split against the dataset", () => {
   const index = {
     kind: "test",
     classNames: Array.from({ length: 20 }, (_, i) => String(i)),
-    labels: (split: "train" | "test") => Int32Array.from({ length: split === "train" ? 40 : 20 }, (_, i) => i % 20),
+    labels: (split: "train" | "test") =>
+      Int32Array.from({ length: split === "train" ? 40 : 20 }, (_, i) => i % 20),
   };
   const opts = { shuffle: false, seed: 0, initCls: 4, increment: 4, totalSessions: 5, source: "c.json" };
 
@@ -80,7 +86,11 @@ describe("task split against the dataset", () => {
 
   it("refuses init_cls/increment that do not fit the dataset", () => {
     expect(() => buildPlan(index, { ...opts, initCls: 30 })).toThrow(PlanError);
-    expect(() => buildPlan(index, { ...opts, initCls: 30 })).toThrow(/c\.json: init_cls \(30\) exceeds the number of classes \(20\)/);
-    expect(() => buildPlan(index, { ...opts, increment: 3 })).toThrow(/split the dataset's 20 classes into 7 tasks \[4, 3, 3, 3, 3, 3, 1\], but total_sessions is 5/);
+    expect(() => buildPlan(index, { ...opts, initCls: 30 })).toThrow(
+      /c\.json: init_cls \(30\) exceeds the number of classes \(20\)/,
+    );
+    expect(() => buildPlan(index, { ...opts, increment: 3 })).toThrow(
+      /split the dataset's 20 classes into 7 tasks \[4, 3, 3, 3, 3, 3, 1\], but total_sessions is 5/,
+    );
   });
 });

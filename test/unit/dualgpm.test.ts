@@ -7,7 +7,13 @@ import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { readSafetensors } from "../../common/safetensors.js";
 import { designB } from "../../coordinator/inflora/design.js";
-import { complement, type LayerMemory, threshold, updateDualGpm, updateLayer } from "../../coordinator/inflora/dualgpm.js";
+import {
+  complement,
+  type LayerMemory,
+  threshold,
+  updateDualGpm,
+  updateLayer,
+} from "../../coordinator/inflora/dualgpm.js";
 import { eighDescending } from "../../coordinator/linalg/eigh.js";
 import { type Mat, mat, matmul, matmulABt, matmulAtB, sub } from "../../coordinator/linalg/matrix.js";
 import { EXPECTED_DIR, frob } from "../helpers/reference_compare.js";

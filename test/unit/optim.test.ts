@@ -9,7 +9,9 @@ describe("learning-rate schedules", () => {
   it("reproduces the reference's Adam schedule (recorded per epoch in expected/run.json)", () => {
     const run = JSON.parse(readFileSync(path.join(EXPECTED_DIR, "run.json"), "utf8"));
     const want: number[] = run.lr_per_epoch[0];
-    want.forEach((lr, e) => expect(learningRate("adam", 0.01, e, want.length)).toBeCloseTo(lr, 15));
+    want.forEach((lr, e) => {
+      expect(learningRate("adam", 0.01, e, want.length)).toBeCloseTo(lr, 15);
+    });
   });
 
   it("uses the base rate for a single epoch where the reference divides by zero", () => {

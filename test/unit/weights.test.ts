@@ -25,7 +25,15 @@ describe("base weights", () => {
   it("load from safetensors and npz with the same dimensions, ignoring the pretrained head", async () => {
     const a = await load(tiny);
     const b = await load(path.join(REFERENCE_DIR, "tiny_vit.npz"));
-    expect(a.cfg).toEqual({ imgSize: 32, patchSize: 4, inChans: 3, embedDim: 48, depth: 3, numHeads: 3, mlpHidden: 192 });
+    expect(a.cfg).toEqual({
+      imgSize: 32,
+      patchSize: 4,
+      inChans: 3,
+      embedDim: 48,
+      depth: 3,
+      numHeads: 3,
+      mlpHidden: 192,
+    });
     expect(b.cfg).toEqual(a.cfg);
     expect(a.unused).toEqual(["head.bias", "head.weight"]);
     expect(a.format).toBe("safetensors");
@@ -44,7 +52,9 @@ describe("base weights", () => {
 
   it("refuses a missing tensor", async () => {
     const file = await variant("missing.safetensors", (t) => t.delete("blocks.2.norm2.weight"));
-    await expect(load(file)).rejects.toThrow(`${file}: missing tensor blocks.2.norm2.weight (expected shape [48])`);
+    await expect(load(file)).rejects.toThrow(
+      `${file}: missing tensor blocks.2.norm2.weight (expected shape [48])`,
+    );
   });
 
   it("refuses NaN weights, naming the tensor", async () => {
@@ -53,11 +63,15 @@ describe("base weights", () => {
       data[77] = Number.NaN;
       t.set("blocks.0.attn.qkv.weight", { dtype: "F32", shape: [144, 48], data });
     });
-    await expect(load(file)).rejects.toThrow(/tensor blocks\.0\.attn\.qkv\.weight holds a non-finite value \(NaN\) at flat index 77/);
+    await expect(load(file)).rejects.toThrow(
+      /tensor blocks\.0\.attn\.qkv\.weight holds a non-finite value \(NaN\) at flat index 77/,
+    );
   });
 
   it("refuses config values that contradict the checkpoint", async () => {
-    await expect(load(tiny, { imgSize: 224 })).rejects.toThrow(/config key "img_size" is 224 but the checkpoint has 32/);
+    await expect(load(tiny, { imgSize: 224 })).rejects.toThrow(
+      /config key "img_size" is 224 but the checkpoint has 32/,
+    );
     await expect(load(tiny, { numHeads: 5 })).rejects.toThrow(/width 48 is not divisible by num_heads 5/);
   });
 
@@ -72,7 +86,9 @@ describe("base weights", () => {
   });
 
   it("names a file that does not exist", async () => {
-    await expect(load(path.join(dir, "absent.safetensors"))).rejects.toThrow(/absent\.safetensors: cannot open the weights \(ENOENT\)/);
+    await expect(load(path.join(dir, "absent.safetensors"))).rejects.toThrow(
+      /absent\.safetensors: cannot open the weights \(ENOENT\)/,
+    );
   });
 
   it("leaves no temporary files behind", () => {

@@ -3,7 +3,12 @@ import * as tf from "@tensorflow/tfjs-core";
 export const LAYER_NORM_EPS = 1e-6;
 
 /** LayerNorm over the last axis with the biased variance, as torch.nn.LayerNorm computes it. */
-export function layerNorm(x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, eps = LAYER_NORM_EPS): tf.Tensor2D {
+export function layerNorm(
+  x: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps = LAYER_NORM_EPS,
+): tf.Tensor2D {
   return tf.tidy(() => {
     const mean = tf.mean(x, -1, true);
     const centered = tf.sub(x, mean);
@@ -23,7 +28,12 @@ export function gelu(x: tf.Tensor): tf.Tensor {
  * gradient for W is ever computed.
  */
 export class FrozenLinear {
-  static fromHost(weight: Float32Array, bias: Float32Array, outFeatures: number, inFeatures: number): FrozenLinear {
+  static fromHost(
+    weight: Float32Array,
+    bias: Float32Array,
+    outFeatures: number,
+    inFeatures: number,
+  ): FrozenLinear {
     return new FrozenLinear(tf.tensor2d(weight, [outFeatures, inFeatures]), tf.tensor1d(bias));
   }
 

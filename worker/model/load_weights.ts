@@ -35,17 +35,23 @@ export interface LoadedWeights {
 }
 
 export async function fingerprintFile(file: string): Promise<string> {
-  return createHash("sha256").update(await readFile(file)).digest("hex");
+  return createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
 }
 
-async function readAsFloat32(file: string): Promise<{ tensors: Map<string, HostTensor>; format: "safetensors" | "npz" }> {
+async function readAsFloat32(
+  file: string,
+): Promise<{ tensors: Map<string, HostTensor>; format: "safetensors" | "npz" }> {
   const head = new Uint8Array(4);
   const { open } = await import("node:fs/promises");
   let fh: Awaited<ReturnType<typeof open>>;
   try {
     fh = await open(file, "r");
   } catch (err) {
-    throw new WeightsError(`${file}: cannot open the weights (${(err as NodeJS.ErrnoException).code ?? err})`);
+    throw new WeightsError(
+      `${file}: cannot open the weights (${(err as NodeJS.ErrnoException).code ?? err})`,
+    );
   }
   try {
     await fh.read(head, 0, 4, 0);
@@ -69,7 +75,8 @@ async function readAsFloat32(file: string): Promise<{ tensors: Map<string, HostT
   const st = await readSafetensors(file);
   for (const [name, t] of st.tensors) {
     if (t.data instanceof Float32Array) out.set(name, { shape: t.shape, data: t.data });
-    else if (t.data instanceof Float64Array) out.set(name, { shape: t.shape, data: Float32Array.from(t.data) });
+    else if (t.data instanceof Float64Array)
+      out.set(name, { shape: t.shape, data: Float32Array.from(t.data) });
     else out.set(name, { shape: t.shape, data: new Float32Array(0) }); // integer tensors are never model weights
   }
   return { tensors: out, format: "safetensors" };
@@ -82,10 +89,16 @@ function shapeOf(tensors: Map<string, HostTensor>, name: string, file: string): 
 }
 
 /** Reads the dimensions off the checkpoint; `overrides` must agree with them. */
-export function inferConfig(tensors: Map<string, HostTensor>, file: string, overrides: WeightOverrides = {}): VitConfig {
+export function inferConfig(
+  tensors: Map<string, HostTensor>,
+  file: string,
+  overrides: WeightOverrides = {},
+): VitConfig {
   const patch = shapeOf(tensors, "patch_embed.proj.weight", file);
   if (patch.length !== 4 || patch[2] !== patch[3]) {
-    throw new WeightsError(`${file}: tensor patch_embed.proj.weight has shape [${patch}], expected [D, C, p, p]`);
+    throw new WeightsError(
+      `${file}: tensor patch_embed.proj.weight has shape [${patch}], expected [D, C, p, p]`,
+    );
   }
   const [embedDim, inChans, patchSize] = patch;
   const pos = shapeOf(tensors, "pos_embed", file);
@@ -99,9 +112,19 @@ export function inferConfig(tensors: Map<string, HostTensor>, file: string, over
   const preset = Object.values(VIT_PRESETS).find((p) => p.embedDim === embedDim);
   const numHeads = overrides.numHeads ?? preset?.numHeads;
   if (numHeads === undefined) {
-    throw new WeightsError(`${file}: cannot tell the number of heads for width ${embedDim}; set "num_heads" in the config`);
+    throw new WeightsError(
+      `${file}: cannot tell the number of heads for width ${embedDim}; set "num_heads" in the config`,
+    );
   }
-  const cfg: VitConfig = { imgSize: grid * patchSize, patchSize, inChans, embedDim, depth, numHeads, mlpHidden: fc1[0] };
+  const cfg: VitConfig = {
+    imgSize: grid * patchSize,
+    patchSize,
+    inChans,
+    embedDim,
+    depth,
+    numHeads,
+    mlpHidden: fc1[0],
+  };
   const pins: [keyof WeightOverrides, string, number][] = [
     ["imgSize", "img_size", cfg.imgSize],
     ["patchSize", "patch_size", cfg.patchSize],
@@ -111,7 +134,9 @@ export function inferConfig(tensors: Map<string, HostTensor>, file: string, over
   for (const [key, configKey, actual] of pins) {
     const want = overrides[key];
     if (want !== undefined && want !== actual) {
-      throw new WeightsError(`${file}: config key "${configKey}" is ${want} but the checkpoint has ${actual}`);
+      throw new WeightsError(
+        `${file}: config key "${configKey}" is ${want} but the checkpoint has ${actual}`,
+      );
     }
   }
   if (embedDim % numHeads !== 0) {
@@ -131,7 +156,9 @@ export function validateWeights(tensors: Map<string, HostTensor>, cfg: VitConfig
     }
     for (let i = 0; i < t.data.length; i++) {
       if (!Number.isFinite(t.data[i])) {
-        throw new WeightsError(`${file}: tensor ${name} holds a non-finite value (${t.data[i]}) at flat index ${i}`);
+        throw new WeightsError(
+          `${file}: tensor ${name} holds a non-finite value (${t.data[i]}) at flat index ${i}`,
+        );
       }
     }
   }

@@ -47,7 +47,7 @@ export function lossAndGrads(
 ): StepOutput {
   const depth = BT.length;
   const classes = p.headB.shape[0];
-  const patchLen = patches.length / (count * ((model.cfg.imgSize / model.cfg.patchSize) ** 2));
+  const patchLen = patches.length / (count * (model.cfg.imgSize / model.cfg.patchSize) ** 2);
   let logitsKept: tf.Tensor | undefined;
   const result = tf.tidy(() => {
     const x = tf.tensor2d(patches, [patches.length / patchLen, patchLen]);

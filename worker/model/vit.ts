@@ -70,7 +70,12 @@ export class InfLoraVit {
       return t.data;
     };
     const rowLen = cfg.inChans * cfg.patchSize * cfg.patchSize;
-    this.patch = FrozenLinear.fromHost(get("patch_embed.proj.weight"), get("patch_embed.proj.bias"), D, rowLen);
+    this.patch = FrozenLinear.fromHost(
+      get("patch_embed.proj.weight"),
+      get("patch_embed.proj.bias"),
+      D,
+      rowLen,
+    );
     this.cls = tf.tensor3d(get("cls_token"), [1, 1, D]);
     this.pos = tf.tensor3d(get("pos_embed"), [1, numTokens(cfg), D]);
     for (let i = 0; i < cfg.depth; i++) {
@@ -78,7 +83,8 @@ export class InfLoraVit {
       const qkvW = get(`${p}attn.qkv.weight`);
       const qkvB = get(`${p}attn.qkv.bias`);
       // Separate q, k, v weights: k and v get the folded adapters, and no slicing is needed in the step.
-      const part = (j: number) => FrozenLinear.fromHost(qkvW.slice(j * D * D, (j + 1) * D * D), qkvB.slice(j * D, (j + 1) * D), D, D);
+      const part = (j: number) =>
+        FrozenLinear.fromHost(qkvW.slice(j * D * D, (j + 1) * D * D), qkvB.slice(j * D, (j + 1) * D), D, D);
       const k = part(1);
       const v = part(2);
       this.blocks.push({
@@ -155,7 +161,10 @@ export class InfLoraVit {
       const h2 = layerNorm(x, blk.norm2g, blk.norm2b);
       x = tf.add(x, blk.fc2.apply(gelu(blk.fc1.apply(h2)) as tf.Tensor2D));
     }
-    const clsTokens = tf.reshape(tf.slice(tf.reshape(x, [batch, N, D]), [0, 0, 0], [batch, 1, D]), [batch, D]);
+    const clsTokens = tf.reshape(tf.slice(tf.reshape(x, [batch, N, D]), [0, 0, 0], [batch, 1, D]), [
+      batch,
+      D,
+    ]);
     return layerNorm(clsTokens as tf.Tensor2D, this.normG, this.normB);
   }
 
@@ -164,7 +173,8 @@ export class InfLoraVit {
     const N = numTokens(this.cfg);
     const H = this.cfg.numHeads;
     const Dh = this.cfg.embedDim / H;
-    const heads = (t: tf.Tensor2D) => tf.transpose(tf.reshape(t, [batch, N, H, Dh]), [0, 2, 1, 3]) as tf.Tensor4D;
+    const heads = (t: tf.Tensor2D) =>
+      tf.transpose(tf.reshape(t, [batch, N, H, Dh]), [0, 2, 1, 3]) as tf.Tensor4D;
     const scores = tf.matMul(heads(q), heads(k), false, true);
     const out = tf.matMul(tf.softmax(scores), heads(v));
     return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [batch * N, this.cfg.embedDim]) as tf.Tensor2D;
