@@ -9,7 +9,7 @@ import type { DataOptions } from "../common/data/options.js";
 import { log } from "../common/log.js";
 import type { ModelSpec, WorkerClient } from "../common/protocol.js";
 import type { RunMetrics } from "../coordinator/evaluation.js";
-import { Trainer } from "../coordinator/trainer.js";
+import { Trainer, type TrainerInput } from "../coordinator/trainer.js";
 import { WorkerPool } from "../coordinator/worker_pool.js";
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
@@ -25,6 +25,8 @@ export interface TrainOptions {
   readonly workers: number;
   readonly backend?: string;
   readonly resume: boolean;
+  /** Called after every training step (progress bars; tests use it to interrupt a run). */
+  readonly onStep?: TrainerInput["onStep"];
   /** Called with each seed's trainer before it runs (progress views). */
   readonly onTrainer?: (trainer: Trainer, seed: number) => void;
 }
@@ -106,6 +108,7 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
         resume: opts.resume,
         backend: backend.name,
         versions: versions(),
+        onStep: opts.onStep,
       });
       opts.onTrainer?.(trainer, seed);
       results.set(seed, await trainer.run());

@@ -3,7 +3,7 @@
  * values of an independent PyTorch implementation, within the tolerances of its README; and the same run
  * from the .npz weights and the PNG folder, which must give the same numbers.
  */
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -184,6 +184,39 @@ describe("the reference fixture run", () => {
       for (const dir of ["checkpoints", "predictions"]) {
         expect(
           readFileSync(path.join(runResume, dir, name(t))).equals(
+            readFileSync(path.join(runBin, dir, name(t))),
+          ),
+          `${dir}/${name(t)}`,
+        ).toBe(true);
+      }
+    }
+  }, 300_000);
+
+  it("continues mid-task after the coordinator dies and reproduces the uninterrupted run exactly", async () => {
+    const runCrash = path.join(tmp, "crash");
+    const config = path.join(REFERENCE_DIR, "tiny_config.json");
+    const crash = new Error("simulated coordinator crash");
+    await expect(
+      train({
+        config,
+        out: runCrash,
+        workers: 1,
+        resume: false,
+        onStep: ({ task, epoch, step }) => {
+          if (task === 1 && epoch === 3 && step === 2) throw crash;
+        },
+      }),
+    ).rejects.toBe(crash);
+    expect(readdirSync(path.join(runCrash, "checkpoints")).sort()).toEqual(["progress.safetensors", name(0)]);
+    await train({ config, out: runCrash, workers: 1, resume: true });
+    expect(readdirSync(path.join(runCrash, "checkpoints")).sort()).toEqual([0, 1, 2, 3, 4].map(name));
+    expect(readFileSync(path.join(runCrash, "metrics.json"), "utf8")).toBe(
+      readFileSync(path.join(runBin, "metrics.json"), "utf8"),
+    );
+    for (let t = 0; t < TASKS; t++) {
+      for (const dir of ["checkpoints", "predictions"]) {
+        expect(
+          readFileSync(path.join(runCrash, dir, name(t))).equals(
             readFileSync(path.join(runBin, dir, name(t))),
           ),
           `${dir}/${name(t)}`,
