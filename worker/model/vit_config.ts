@@ -11,9 +11,33 @@ export interface VitConfig {
 
 /** timm's presets; the weights of `vit_base_patch16_224` are the ImageNet-21k augreg ones the reference uses. */
 export const VIT_PRESETS: Record<string, VitConfig> = {
-  vit_base_patch16_224: { imgSize: 224, patchSize: 16, inChans: 3, embedDim: 768, depth: 12, numHeads: 12, mlpHidden: 3072 },
-  vit_small_patch16_224: { imgSize: 224, patchSize: 16, inChans: 3, embedDim: 384, depth: 12, numHeads: 6, mlpHidden: 1536 },
-  vit_tiny_patch16_224: { imgSize: 224, patchSize: 16, inChans: 3, embedDim: 192, depth: 12, numHeads: 3, mlpHidden: 768 },
+  vit_base_patch16_224: {
+    imgSize: 224,
+    patchSize: 16,
+    inChans: 3,
+    embedDim: 768,
+    depth: 12,
+    numHeads: 12,
+    mlpHidden: 3072,
+  },
+  vit_small_patch16_224: {
+    imgSize: 224,
+    patchSize: 16,
+    inChans: 3,
+    embedDim: 384,
+    depth: 12,
+    numHeads: 6,
+    mlpHidden: 1536,
+  },
+  vit_tiny_patch16_224: {
+    imgSize: 224,
+    patchSize: 16,
+    inChans: 3,
+    embedDim: 192,
+    depth: 12,
+    numHeads: 3,
+    mlpHidden: 768,
+  },
 };
 
 export function gridSize(cfg: VitConfig): number {
