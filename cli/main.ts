@@ -3,6 +3,7 @@
 import { Command, InvalidArgumentError } from "commander";
 import { configureLogging, type LogFormat, log } from "../common/log.js";
 import { registerTrain } from "./commands/train.js";
+import { registerWatch } from "./commands/watch.js";
 
 /** Exit codes: 0 success, 1 unexpected failure, 2 usage or config error, 3 bad input data/weights. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3 } as const;
@@ -22,9 +23,17 @@ program
   });
 
 registerTrain(program);
+registerWatch(program);
 
 /** Errors the user fixes by changing the command or config (exit 2) or the input files (exit 3). */
-const USAGE_ERRORS = new Set(["ConfigError", "InvalidArgumentError", "RunDirError", "PlanError", "BackendError"]);
+const USAGE_ERRORS = new Set([
+  "ConfigError",
+  "InvalidArgumentError",
+  "RunDirError",
+  "PlanError",
+  "BackendError",
+  "WatchError",
+]);
 const INPUT_ERRORS = new Set([
   "SafetensorsError",
   "NpyError",

@@ -37,6 +37,7 @@ import { EventLog } from "./events.js";
 import { designB } from "./inflora/design.js";
 import { type LayerMemory, threshold, updateDualGpm } from "./inflora/dualgpm.js";
 import { type Mat, mat } from "./linalg/matrix.js";
+import { type CoordinatorMetrics, covarianceBytes, trainStepBytes } from "./metrics.js";
 import { makeOptimizer } from "./optim/optimizer.js";
 import { learningRate } from "./optim/schedule.js";
 import {
@@ -76,6 +77,8 @@ export interface TrainerInput {
   /** For run.json: the compute backend and package versions. */
   readonly backend: string;
   readonly versions: Record<string, string>;
+  /** Prometheus metrics of this coordinator (optional). */
+  readonly metrics?: CoordinatorMetrics;
   /** Called after every training step (progress bars). */
   readonly onStep?: (info: {
     task: number;
@@ -172,7 +175,12 @@ export class Trainer {
     });
     if (this.task >= this.plan.tasks.length) this.phase = "DONE";
     else this.events.emit("task_started", { task: this.task });
-    while (this.phase !== "DONE") await this.advance();
+    try {
+      while (this.phase !== "DONE") await this.advance();
+    } catch (err) {
+      this.events.emit("run_failed", { task: this.task, phase: this.phase, error: (err as Error).message });
+      throw err;
+    }
     const metrics = runMetrics(this.cil, this.withTask, this.matrix);
     this.events.emit("run_finished", { ...metrics });
     return metrics;
@@ -268,6 +276,7 @@ export class Trainer {
       }));
       await this.input.pool.boundary();
       const results = await this.input.pool.map(shards, (w, s) => w.covariance({ stateVersion, shards: s }));
+      const reduceStarted = performance.now();
       for (let i = 0; i < this.depth; i++) {
         const part = sumInOrder(
           results.map((r) => r.sums),
@@ -277,6 +286,11 @@ export class Trainer {
         for (let k = 0; k < acc.length; k++) acc[k] += part[k];
       }
       for (const r of results) tokens += r.tokens;
+      this.input.metrics?.observeAllReduce(
+        covarianceBytes(results),
+        (performance.now() - reduceStarted) / 1000,
+        "covariance",
+      );
     }
     return sums.map((s) => {
       const m = mat(this.D, this.D, s);
@@ -311,7 +325,9 @@ export class Trainer {
         Float32Array.from(designB(c, r, useMemory ? this.memory[i] : undefined)),
       );
     }
-    log.debug({ task: t.task, ms: Math.round(performance.now() - started) }, "designed B");
+    const seconds = (performance.now() - started) / 1000;
+    this.input.metrics?.observeLinalg("design", seconds);
+    log.info({ task: t.task, seconds }, "designed B");
   }
 
   private initHead(t: TaskPlan): { w: Float64Array; b: Float64Array } {
@@ -402,10 +418,12 @@ export class Trainer {
           Av: p.Av.map((a) => Float32Array.from(a)),
           head: { classes, weight: Float32Array.from(p.headW), bias: Float32Array.from(p.headB) },
         };
+        const stepStarted = performance.now();
         await this.input.pool.boundary();
         const results = await this.input.pool.map(shards, (w, s) =>
           w.trainStep({ stateVersion, params: sent, shards: s }),
         );
+        const reduceStarted = performance.now();
         const n = results.reduce((s, x) => s + x.count, 0);
         const parts = results.map((x) => [...x.gradAk, ...x.gradAv, x.gradHeadW, x.gradHeadB]);
         const grads = params.map((_, j) => {
@@ -414,6 +432,13 @@ export class Trainer {
           return g;
         });
         const batchLoss = results.reduce((s, x) => s + x.lossSum, 0);
+        this.input.metrics?.observeAllReduce(
+          trainStepBytes(results),
+          (performance.now() - reduceStarted) / 1000,
+          "gradients",
+        );
+        this.input.metrics?.observeStep((performance.now() - stepStarted) / 1000, batchLoss / n, n);
+        this.input.metrics?.setWorkersUp(this.input.pool.size);
         if (!Number.isFinite(batchLoss)) {
           throw new Error(`task ${t.task} epoch ${epoch} step ${step}: the training loss is ${batchLoss}`);
         }
@@ -466,11 +491,17 @@ export class Trainer {
       gpmOnly: cfg.model_name.startsWith("InfLoRAb5"),
     });
     this.covariances = [];
+    const seconds = (performance.now() - started) / 1000;
+    this.input.metrics?.observeLinalg("dualgpm", seconds);
+    this.input.metrics?.setBasisWidths(
+      this.memory.map((m) => m!.basis.cols),
+      this.memory.map((m) => m!.type),
+    );
     log.info(
       {
         task: this.task,
         threshold: eps,
-        seconds: (performance.now() - started) / 1000,
+        seconds,
         widths: this.memory.map((m) => `${m!.basis.cols}${m!.type === "retain" ? "r" : ""}`).join(" "),
       },
       "DualGPM updated",
