@@ -1,0 +1,266 @@
+/**
+ * Float64 linear algebra benchmark: eighDescending on covariance-like matrices of growing size,
+ * leftSingular on a square non-symmetric matrix, eighMany over worker threads, and (when python3 with
+ * numpy is installed) numpy's eigh/svd on the same shapes for reference.
+ *
+ *   npx tsx bench/linalg.ts            # full run (a few minutes)
+ *   npx tsx bench/linalg.ts --quick    # sizes up to 384, for a smoke test
+ *
+ * Prints a table and writes bench/results/linalg.json.
+ */
+
+import { spawnSync } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { arch, availableParallelism, cpus, loadavg, platform } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { eighDescending } from "../coordinator/linalg/eigh.js";
+import {
+  frobenius,
+  identity,
+  type Mat,
+  mat,
+  matmul,
+  matmulABt,
+  matmulAtB,
+  sub,
+} from "../coordinator/linalg/matrix.js";
+import { closeEighPool, eighMany } from "../coordinator/linalg/parallel.js";
+import { leftSingular } from "../coordinator/linalg/svd.js";
+
+interface Row {
+  readonly name: string;
+  readonly shape: string;
+  readonly reps: number;
+  readonly minMs: number;
+  readonly medianMs: number;
+  /** Process CPU time of the fastest repetition: steadier than wall time on a shared machine. */
+  readonly cpuMs: number;
+  /** ‖A − VΛVᵀ‖_F / ‖A‖_F (for leftSingular: of X Xᵀ with s²). */
+  readonly reconstruction?: number;
+  /** ‖VᵀV − I‖_F. */
+  readonly orthogonality?: number;
+}
+
+const quick = process.argv.includes("--quick");
+const sizes = quick ? [48, 192, 384] : [48, 192, 384, 768, 1024];
+
+/** mulberry32 + Box–Muller: deterministic Gaussian samples. */
+function gaussian(seed: number): () => number {
+  let s = seed >>> 0;
+  const uniform = () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+function randomMat(rows: number, cols: number, seed: number): Mat {
+  const g = gaussian(seed);
+  const a = mat(rows, cols);
+  for (let i = 0; i < a.data.length; i++) a.data[i] = g();
+  return a;
+}
+
+/**
+ * A covariance of n-dimensional features whose spectrum decays like 10^(−k/20), as ViT activations'
+ * do: C = (G D)(G D)ᵀ / n with G Gaussian and D = diag(10^(−k/40)).
+ */
+function decayingCovariance(n: number, seed: number): Mat {
+  const g = randomMat(n, n, seed);
+  for (let i = 0; i < n; i++) for (let k = 0; k < n; k++) g.data[i * n + k] *= 10 ** (-k / 40) / Math.sqrt(n);
+  return matmulABt(g, g);
+}
+
+function accuracy(a: Mat, values: Float64Array, v: Mat): { reconstruction: number; orthogonality: number } {
+  const n = a.rows;
+  const vl = mat(n, n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) vl.data[i * n + j] = v.data[i * n + j] * values[j];
+  return {
+    reconstruction: frobenius(sub(a, matmulABt(vl, v))) / frobenius(a),
+    orthogonality: frobenius(sub(matmulAtB(v, v), identity(n))),
+  };
+}
+
+function time<T>(reps: number, f: () => T): { minMs: number; medianMs: number; cpuMs: number; last: T } {
+  f(); // JIT warm-up
+  const ts: number[] = [];
+  let cpuMs = Number.POSITIVE_INFINITY;
+  let last: T | undefined;
+  for (let r = 0; r < reps; r++) {
+    const c0 = process.cpuUsage();
+    const t0 = performance.now();
+    last = f();
+    ts.push(performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpuMs = Math.min(cpuMs, (c.user + c.system) / 1000);
+  }
+  ts.sort((x, y) => x - y);
+  return { minMs: ts[0], medianMs: ts[Math.floor(ts.length / 2)], cpuMs, last: last as T };
+}
+
+const rows: Row[] = [];
+const show = (r: Row) => {
+  rows.push(r);
+  const acc =
+    r.reconstruction === undefined
+      ? ""
+      : `  rec ${r.reconstruction.toExponential(1)}  orth ${r.orthogonality?.toExponential(1)}`;
+  console.log(
+    `${r.name.padEnd(30)} ${r.shape.padStart(10)}  min ${r.minMs.toFixed(1).padStart(8)} ms  median ${r.medianMs
+      .toFixed(1)
+      .padStart(8)} ms  cpu ${r.cpuMs.toFixed(1).padStart(8)} ms  (×${r.reps})${acc}`,
+  );
+};
+
+console.log(`cpu: ${cpus()[0]?.model ?? "?"} ×${availableParallelism()}, node ${process.version}`);
+console.log(
+  `load average at start: ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(" ")}\n`,
+);
+
+for (const n of sizes) {
+  const a = decayingCovariance(n, n);
+  const reps = n <= 192 ? 10 : n <= 384 ? 5 : 3;
+  const t = time(reps, () => eighDescending(a));
+  show({
+    name: "eighDescending (covariance)",
+    shape: `${n}×${n}`,
+    reps,
+    minMs: t.minMs,
+    medianMs: t.medianMs,
+    cpuMs: t.cpuMs,
+    ...accuracy(a, t.last.values, t.last.vectors),
+  });
+}
+
+const nSvd = quick ? 384 : 768;
+{
+  // Gaussian X: X Xᵀ has a flat spectrum, the harder case for the tridiagonal QL.
+  const x = randomMat(nSvd, nSvd, 7);
+  const t = time(3, () => leftSingular(x));
+  const xxt = matmulABt(x, x);
+  show({
+    name: "leftSingular (Gaussian X)",
+    shape: `${nSvd}×${nSvd}`,
+    reps: 3,
+    minMs: t.minMs,
+    medianMs: t.medianMs,
+    cpuMs: t.cpuMs,
+    ...accuracy(xxt, t.last.s2, t.last.u),
+  });
+  const w = time(3, () => eighDescending(xxt));
+  show({
+    name: "eighDescending (X Xᵀ, Wishart)",
+    shape: `${nSvd}×${nSvd}`,
+    reps: 3,
+    minMs: w.minMs,
+    medianMs: w.medianMs,
+    cpuMs: w.cpuMs,
+    ...accuracy(xxt, w.last.values, w.last.vectors),
+  });
+  const mm = time(3, () => matmul(x, x));
+  show({
+    name: "matmul",
+    shape: `${nSvd}×${nSvd}`,
+    reps: 3,
+    minMs: mm.minMs,
+    medianMs: mm.medianMs,
+    cpuMs: mm.cpuMs,
+  });
+}
+
+let parallel:
+  | { matrices: number; n: number; threads: number; serialMs: number; parallelMs: number }
+  | undefined;
+{
+  const count = 4;
+  const n = quick ? 256 : 768;
+  const mats = Array.from({ length: count }, (_, k) => decayingCovariance(n, 100 + k));
+  await eighMany(mats.slice(0, 2)); // start the pool and warm up the workers' JIT
+  const t0 = performance.now();
+  await eighMany(mats);
+  const parallelMs = performance.now() - t0;
+  const t1 = performance.now();
+  for (const a of mats) eighDescending(a);
+  const serialMs = performance.now() - t1;
+  await closeEighPool();
+  parallel = { matrices: count, n, threads: availableParallelism(), serialMs, parallelMs };
+  console.log(
+    `\neighMany ${count}×${n}×${n} on ${availableParallelism()} threads: ${parallelMs.toFixed(0)} ms ` +
+      `(serial ${serialMs.toFixed(0)} ms)`,
+  );
+}
+
+const numpy = runNumpy();
+if ("skipped" in numpy) console.log(`\nnumpy comparison skipped: ${numpy.skipped}`);
+else {
+  console.log(`\nnumpy ${numpy.version} (OPENBLAS/MKL/OMP threads = 1), for reference:`);
+  for (const r of numpy.rows) {
+    console.log(`  ${r.name.padEnd(28)} ${r.shape.padStart(10)}  min ${r.minMs.toFixed(1).padStart(8)} ms`);
+  }
+}
+
+const out = {
+  machine: {
+    cpu: cpus()[0]?.model ?? "unknown",
+    threads: availableParallelism(),
+    node: process.version,
+    platform: platform(),
+    arch: arch(),
+    loadAverage: loadavg(),
+  },
+  date: new Date().toISOString(),
+  quick,
+  results: rows,
+  eighMany: parallel,
+  numpy,
+};
+const here = dirname(fileURLToPath(import.meta.url));
+mkdirSync(join(here, "results"), { recursive: true });
+const file = join(here, "results", "linalg.json");
+writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+console.log(`\nwrote ${file}`);
+
+/** numpy's eigh and svd on the same shapes, single-threaded BLAS; skipped if python3/numpy is absent. */
+function runNumpy():
+  | { skipped: string }
+  | { version: string; rows: { name: string; shape: string; minMs: number }[] } {
+  const script = `
+import json, sys, time
+import numpy as np
+sizes = json.loads(sys.argv[1]); n_svd = int(sys.argv[2])
+rng = np.random.default_rng(0)
+def best(f, reps=3):
+    f()
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter(); f(); ts.append((time.perf_counter() - t) * 1e3)
+    return min(ts)
+rows = []
+for n in sizes:
+    g = rng.standard_normal((n, n)) * 10.0 ** (-np.arange(n) / 40) / np.sqrt(n)
+    c = g @ g.T
+    rows.append({"name": "np.linalg.eigh (covariance)", "shape": f"{n}x{n}", "minMs": best(lambda: np.linalg.eigh(c))})
+x = rng.standard_normal((n_svd, n_svd))
+rows.append({"name": "np.linalg.svd", "shape": f"{n_svd}x{n_svd}", "minMs": best(lambda: np.linalg.svd(x))})
+print(json.dumps({"version": np.__version__, "rows": rows}))
+`;
+  const env = { ...process.env, OPENBLAS_NUM_THREADS: "1", MKL_NUM_THREADS: "1", OMP_NUM_THREADS: "1" };
+  const r = spawnSync("python3", ["-c", script, JSON.stringify(sizes), String(nSvd)], {
+    encoding: "utf8",
+    env,
+    timeout: 300_000,
+  });
+  if (r.error) return { skipped: `python3 not runnable (${r.error.message})` };
+  if (r.status !== 0) return { skipped: `python3/numpy failed: ${r.stderr.trim().split("\n").pop() ?? ""}` };
+  try {
+    return JSON.parse(r.stdout);
+  } catch {
+    return { skipped: "could not parse numpy output" };
+  }
+}
