@@ -1,0 +1,150 @@
+/**
+ * The coordinator's side of the wire, outbound: protocol objects → `inflora.v1` request messages, with the
+ * large ones (task state, training parameters) cut into one message per block so that none comes near the
+ * message-size limit.
+ */
+import type { DataOptions } from "../../common/data/options.js";
+import type { MicroShard, SetupRequest, TaskState, TrainStepRequest } from "../../common/protocol.js";
+import { encodeTensor } from "../../common/tensor_codec.js";
+import * as pb from "../../proto/gen/inflora/v1/compute.js";
+import {
+  BadImagePolicy,
+  type DataOptions as PbDataOptions,
+  type SetupRequest as PbSetupRequest,
+} from "../../proto/gen/inflora/v1/setup.js";
+import type { Head, SetTaskStateRequest } from "../../proto/gen/inflora/v1/state.js";
+
+function dataToPb(d: DataOptions): PbDataOptions {
+  // `warn` is a callback and stays behind: the worker logs its own warnings.
+  return {
+    dataset: d.dataset,
+    dataPath: d.dataPath,
+    imageSize: d.imageSize,
+    mean: d.mean ? [...d.mean] : [],
+    std: d.std ? [...d.std] : [],
+    onBadImage:
+      d.onBadImage === "skip"
+        ? BadImagePolicy.BAD_IMAGE_POLICY_SKIP
+        : d.onBadImage === "error"
+          ? BadImagePolicy.BAD_IMAGE_POLICY_ERROR
+          : BadImagePolicy.BAD_IMAGE_POLICY_UNSPECIFIED,
+    splitSeed: d.splitSeed,
+    manifestPath: d.manifestPath,
+    domains: d.domains ? [...d.domains] : [],
+    threads: d.threads,
+  };
+}
+
+export function setupToPb(req: SetupRequest): PbSetupRequest {
+  return {
+    runId: req.runId,
+    protocolVersion: req.protocolVersion,
+    weightsPath: req.weightsPath,
+    weightsFingerprint: req.weightsFingerprint,
+    model: { ...req.model },
+    data: dataToPb(req.data),
+  };
+}
+
+export function shardsToPb(shards: readonly MicroShard[]): pb.MicroShard[] {
+  return shards.map((s, k) => ({
+    index: s.index,
+    split: s.split === "train" ? pb.Split.SPLIT_TRAIN : pb.Split.SPLIT_TEST,
+    samples: encodeTensor(s.samples, [s.samples.length], `shards[${k}].samples`),
+    targets: s.targets ? encodeTensor(s.targets, [s.targets.length], `shards[${k}].targets`) : undefined,
+    augment: s.augment ? { seed: s.augment.seed, task: s.augment.task, epoch: s.augment.epoch } : undefined,
+  }));
+}
+
+function head(
+  index: number,
+  h: { classes: number; weight: Float32Array; bias: Float32Array },
+  D: number,
+): Head {
+  return {
+    index,
+    weight: encodeTensor(h.weight, [h.classes, D], `heads[${index}].weight`),
+    bias: encodeTensor(h.bias, [h.classes], `heads[${index}].bias`),
+  };
+}
+
+/** The SetTaskState stream: header, every finished task's blocks, the current B's blocks, the heads. */
+export function* taskStateParts(state: TaskState, runId: string, D: number): Generator<SetTaskStateRequest> {
+  yield {
+    part: {
+      $case: "header",
+      value: {
+        runId,
+        version: state.version,
+        task: state.task,
+        finished: state.finished.map((a) => ({ task: a.task, rank: a.rank })),
+        currentBRank: state.currentB?.rank,
+        heads: state.heads.length,
+      },
+    },
+  };
+  for (const [finished, a] of state.finished.entries()) {
+    const r = a.rank;
+    for (let block = 0; block < a.Bk.length; block++) {
+      const f = `finished[${finished}]`;
+      yield {
+        part: {
+          $case: "adapter",
+          value: {
+            finished,
+            block,
+            bK: encodeTensor(a.Bk[block], [r, D], `${f}.Bk[${block}]`),
+            bV: encodeTensor(a.Bv[block], [r, D], `${f}.Bv[${block}]`),
+            aK: encodeTensor(a.Ak[block], [D, r], `${f}.Ak[${block}]`),
+            aV: encodeTensor(a.Av[block], [D, r], `${f}.Av[${block}]`),
+          },
+        },
+      };
+    }
+  }
+  if (state.currentB) {
+    const { rank, B } = state.currentB;
+    for (const [block, b] of B.entries()) {
+      yield {
+        part: { $case: "currentB", value: { block, b: encodeTensor(b, [rank, D], `currentB.B[${block}]`) } },
+      };
+    }
+  }
+  for (const [i, h] of state.heads.entries()) yield { part: { $case: "head", value: head(i, h, D) } };
+}
+
+/** The TrainStep request stream: header, then (full parameters only) every block's A and the head. */
+export function* trainStepParts(
+  req: TrainStepRequest,
+  runId: string,
+  D: number,
+): Generator<pb.TrainStepRequest> {
+  const full = "Ak" in req.params ? req.params : undefined;
+  yield {
+    part: {
+      $case: "header",
+      value: {
+        runId,
+        stateVersion: req.stateVersion,
+        paramsVersion: req.params.version,
+        fullParams: full !== undefined,
+        shards: shardsToPb(req.shards),
+      },
+    },
+  };
+  if (!full) return;
+  const rank = full.Ak[0].length / D;
+  for (let block = 0; block < full.Ak.length; block++) {
+    yield {
+      part: {
+        $case: "params",
+        value: {
+          block,
+          aK: encodeTensor(full.Ak[block], [D, rank], `params.Ak[${block}]`),
+          aV: encodeTensor(full.Av[block], [D, rank], `params.Av[${block}]`),
+        },
+      },
+    };
+  }
+  yield { part: { $case: "head", value: head(0, full.head, D) } };
+}

@@ -1,0 +1,469 @@
+/**
+ * The `inflora.v1.Worker` service over any WorkerClient (in practice a WorkerEngine): decodes and validates
+ * requests, runs them one at a time on the worker, streams replies in slices, and turns every failure into a
+ * gRPC status the coordinator can act on. Nothing a client sends can crash the process: every handler ends
+ * in a status.
+ */
+import type { Readable, Writable } from "node:stream";
+import {
+  type handleUnaryCall,
+  Metadata,
+  type MethodDefinition,
+  type ServerDuplexStream,
+  type ServerReadableStream,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type ServiceDefinition,
+  type StatusObject,
+  status,
+} from "@grpc/grpc-js";
+import { REASON_KEY, type RefusalReason, STALE_VERSION_KEY, STALE_WHAT_KEY } from "../common/grpc_wire.js";
+import { log } from "../common/log.js";
+import {
+  type CovarianceResult,
+  type EvalResult,
+  PROTOCOL_VERSION,
+  StaleVersionError,
+  type TrainStepResult,
+  type WorkerClient,
+} from "../common/protocol.js";
+import { encodeTensor, TensorCodecError } from "../common/tensor_codec.js";
+import type * as pb from "../proto/gen/inflora/v1/compute.js";
+import type {
+  ReleaseRequest,
+  ReleaseResponse,
+  SetupRequest,
+  SetupResponse,
+} from "../proto/gen/inflora/v1/setup.js";
+import type { SetTaskStateRequest, SetTaskStateResponse } from "../proto/gen/inflora/v1/state.js";
+import type { WorkerServer } from "../proto/gen/inflora/v1/worker.js";
+import {
+  type Dims,
+  decoded,
+  decodeSetup,
+  decodeShards,
+  dimsOf,
+  InvalidRequestError,
+  TaskStateAssembler,
+  TrainStepAssembler,
+  UndecodableMessage,
+  version,
+} from "./grpc_requests.js";
+
+/** A handshake or run check that failed: FAILED_PRECONDITION with a machine-readable reason. */
+export class WorkerRefusal extends Error {
+  override readonly name = "WorkerRefusal";
+  constructor(
+    readonly reason: RefusalReason,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+class CallCancelled extends Error {
+  override readonly name = "CallCancelled";
+}
+
+export interface WorkerServiceOptions {
+  /** Target bytes of one streamed slice. */
+  readonly chunkBytes: number;
+  /** Told whenever the worker becomes usable (a successful Setup) or stops being so. */
+  readonly onReady?: (ready: boolean) => void;
+}
+
+type Call = { readonly cancelled: boolean; getPeer(): string };
+
+export class WorkerGrpcService {
+  /** The run this worker is set up for, and the dimensions every tensor is checked against. */
+  private current?: { runId: string; dims: Dims };
+  /** Head width per parameter version the worker holds, to check targets of version-only steps. */
+  private readonly paramsClasses = new Map<number, number>();
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly worker: WorkerClient,
+    private readonly options: WorkerServiceOptions,
+  ) {}
+
+  handlers(): WorkerServer {
+    return {
+      setup: this.unary("Setup", (call: ServerUnaryCall<SetupRequest, SetupResponse>) => this.setup(call)),
+      setTaskState: (call: ServerReadableStream<SetTaskStateRequest, SetTaskStateResponse>, callback) => {
+        this.setTaskState(call).then(
+          (reply) => callback(null, reply),
+          (err) => callback(this.status(err, "SetTaskState", call)),
+        );
+      },
+      covariance: (call: ServerWritableStream<pb.CovarianceRequest, pb.CovarianceResponse>) =>
+        this.reply(call, "Covariance", () => this.covariance(call)),
+      trainStep: (call: ServerDuplexStream<pb.TrainStepRequest, pb.TrainStepResponse>) =>
+        this.reply(call, "TrainStep", () => this.trainStep(call)),
+      evaluate: (call: ServerWritableStream<pb.EvaluateRequest, pb.EvaluateResponse>) =>
+        this.reply(call, "Evaluate", () => this.evaluate(call)),
+      release: this.unary("Release", (call: ServerUnaryCall<ReleaseRequest, ReleaseResponse>) =>
+        this.release(call),
+      ),
+    };
+  }
+
+  private async setup(call: ServerUnaryCall<SetupRequest, SetupResponse>): Promise<SetupResponse> {
+    const req = decodeSetup(decoded(call.request, "request"));
+    if (req.protocolVersion !== PROTOCOL_VERSION) {
+      throw new WorkerRefusal(
+        "protocol-version",
+        `protocol version ${req.protocolVersion} requested; this worker speaks ${PROTOCOL_VERSION}`,
+      );
+    }
+    try {
+      const reply = await this.serial(call, () => this.worker.setup(req));
+      if (this.current?.runId !== req.runId) this.paramsClasses.clear();
+      this.current = { runId: req.runId, dims: dimsOf(req.model) };
+      this.options.onReady?.(true);
+      log.info({ runId: req.runId, peer: call.getPeer(), backend: reply.backend }, "worker set up");
+      return { ...reply };
+    } catch (err) {
+      // The engine drops its old model before loading the new one: after a failed setup it holds nothing.
+      if (!(err instanceof CallCancelled)) {
+        this.current = undefined;
+        this.options.onReady?.(false);
+      }
+      throw err;
+    }
+  }
+
+  private async release(call: ServerUnaryCall<ReleaseRequest, ReleaseResponse>): Promise<ReleaseResponse> {
+    const { runId } = decoded(call.request, "request");
+    if (!this.current) return {};
+    this.requireRun(runId);
+    await this.serial(call, async () => {
+      this.requireRun(runId);
+      await this.worker.close();
+      this.current = undefined;
+      this.paramsClasses.clear();
+      this.options.onReady?.(false);
+    });
+    return {};
+  }
+
+  private async setTaskState(
+    call: ServerReadableStream<SetTaskStateRequest, SetTaskStateResponse>,
+  ): Promise<SetTaskStateResponse> {
+    let asm: TaskStateAssembler | undefined;
+    await readStream<SetTaskStateRequest>(call, (raw, n) => {
+      const msg = decoded(raw, `message ${n}`);
+      if (asm) return asm.add(msg.part, n);
+      if (msg.part?.$case !== "header")
+        throw new InvalidRequestError("message 0", "the first message must be the header");
+      asm = new TaskStateAssembler(msg.part.value, this.requireRun(msg.part.value.runId));
+    });
+    if (!asm) throw new InvalidRequestError("header", "the stream carried no messages");
+    const state = asm.finish();
+    const runId = asm.header.runId;
+    await this.serial(call, () => {
+      this.requireRun(runId);
+      return this.worker.setTaskState(state);
+    });
+    return {};
+  }
+
+  private async covariance(call: ServerWritableStream<pb.CovarianceRequest, pb.CovarianceResponse>) {
+    const r = decoded(call.request, "request");
+    const dims = this.requireRun(r.runId);
+    const req = {
+      stateVersion: version(r.stateVersion, "state_version"),
+      shards: decodeShards(r.shards, "shards", { training: false }),
+    };
+    const results = await this.serial(call, () => {
+      this.requireRun(r.runId);
+      return this.worker.covariance(req);
+    });
+    return covarianceMessages(results, dims, this.options.chunkBytes);
+  }
+
+  private async trainStep(call: ServerDuplexStream<pb.TrainStepRequest, pb.TrainStepResponse>) {
+    let asm: TrainStepAssembler | undefined;
+    await readStream<pb.TrainStepRequest>(call, (raw, n) => {
+      const msg = decoded(raw, `message ${n}`);
+      if (asm) return asm.add(msg.part, n);
+      if (msg.part?.$case !== "header")
+        throw new InvalidRequestError("message 0", "the first message must be the header");
+      asm = new TrainStepAssembler(msg.part.value, this.requireRun(msg.part.value.runId));
+    });
+    if (!asm) throw new InvalidRequestError("header", "the stream carried no messages");
+    const req = asm.finish(this.paramsClasses.get(asm.paramsVersion));
+    const { runId } = asm.header;
+    const dims = this.requireRun(runId);
+    const results = await this.serial(call, () => {
+      this.requireRun(runId);
+      return this.worker.trainStep(req);
+    });
+    if ("head" in req.params) {
+      this.paramsClasses.set(req.params.version, req.params.head.classes);
+      // The engine keeps one parameter version; two here covers a late duplicate of the previous step.
+      for (const v of [...this.paramsClasses.keys()].sort((a, b) => a - b).slice(0, -2))
+        this.paramsClasses.delete(v);
+    }
+    return trainMessages(results, dims);
+  }
+
+  private async evaluate(call: ServerWritableStream<pb.EvaluateRequest, pb.EvaluateResponse>) {
+    const r = decoded(call.request, "request");
+    this.requireRun(r.runId);
+    const shards = decodeShards(r.shards, "shards", { training: false });
+    const req = { stateVersion: version(r.stateVersion, "state_version"), shards };
+    const results = await this.serial(call, () => {
+      this.requireRun(r.runId);
+      return this.worker.evaluate(req);
+    });
+    const counts = new Map(shards.map((s) => [s.index, s.samples.length]));
+    return evalMessages(results, counts, this.options.chunkBytes);
+  }
+
+  private requireRun(runId: string): Dims {
+    if (!this.current)
+      throw new WorkerRefusal("not-set-up", "this worker is not set up: run the Setup handshake first");
+    if (runId !== this.current.runId) {
+      throw new WorkerRefusal(
+        "wrong-run",
+        `request for run "${runId}", but this worker is set up for run "${this.current.runId}"`,
+      );
+    }
+    return this.current.dims;
+  }
+
+  /**
+   * Runs worker calls one at a time: the engine swaps its live state per call, and a coordinator that
+   * retries after a deadline may send a second call while the first still computes. A call whose client
+   * gave up while it waited is skipped.
+   */
+  private serial<T>(call: Call, fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(() => {
+      if (call.cancelled) throw new CallCancelled("the client cancelled the call before it ran");
+      return fn();
+    });
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private unary<Req, Res>(
+    method: string,
+    run: (call: ServerUnaryCall<Req, Res>) => Promise<Res>,
+  ): handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      run(call).then(
+        (res) => callback(null, res),
+        (err) => callback(this.status(err, method, call)),
+      );
+    };
+  }
+
+  private reply<T>(call: Writable & Call, method: string, produce: () => Promise<Iterable<T>>): void {
+    produce()
+      .then((messages) =>
+        writeStream(call, messages).catch((err) => {
+          // The worker's own results did not fit the protocol: a worker fault (INTERNAL), not the request's.
+          throw new Error(
+            `the worker's reply cannot be encoded: ${err instanceof Error ? err.message : err}`,
+          );
+        }),
+      )
+      .catch((err) => call.emit("error", this.status(err, method, call)));
+  }
+
+  private status(err: unknown, method: string, call: Call): Partial<StatusObject> {
+    const s = toStatus(err);
+    const where = {
+      method,
+      peer: call.getPeer(),
+      code: status[s.code ?? status.UNKNOWN],
+      details: s.details,
+    };
+    if (s.code === status.INTERNAL) log.error({ ...where, err }, "worker call failed");
+    else if (s.code !== status.ABORTED && s.code !== status.CANCELLED) log.warn(where, "worker call refused");
+    return s;
+  }
+}
+
+/**
+ * The service definition with deserializers that return UndecodableMessage instead of throwing (grpc-js
+ * would answer INTERNAL "Error deserializing request", hiding that the request was at fault).
+ */
+export function tolerantDefinition(definition: ServiceDefinition): ServiceDefinition {
+  const out: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (err) {
+          return new UndecodableMessage(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return out;
+}
+
+/** The status a failure becomes; exported for tests. */
+export function toStatus(err: unknown): Partial<StatusObject> {
+  const metadata = new Metadata();
+  if (err instanceof InvalidRequestError || err instanceof TensorCodecError) {
+    return { code: status.INVALID_ARGUMENT, details: `invalid request: ${err.message}`, metadata };
+  }
+  if (err instanceof StaleVersionError) {
+    metadata.set(STALE_WHAT_KEY, err.what);
+    metadata.set(STALE_VERSION_KEY, String(err.wanted));
+    return { code: status.ABORTED, details: err.message, metadata };
+  }
+  if (err instanceof WorkerRefusal) {
+    metadata.set(REASON_KEY, err.reason);
+    return { code: status.FAILED_PRECONDITION, details: err.message, metadata };
+  }
+  // WorkerSetupError, matched by name so that serving a WorkerClient does not pull in the engine (and tfjs).
+  if (err instanceof Error && err.name === "WorkerSetupError") {
+    metadata.set(REASON_KEY, /before setup/.test(err.message) ? "not-set-up" : "setup-refused");
+    return { code: status.FAILED_PRECONDITION, details: err.message, metadata };
+  }
+  if (err instanceof CallCancelled) return { code: status.CANCELLED, details: err.message, metadata };
+  const message = err instanceof Error ? err.message : String(err);
+  return { code: status.INTERNAL, details: `worker error: ${message}`, metadata };
+}
+
+function rowsPerSlice(cols: number, chunkBytes: number): number {
+  return Math.max(1, Math.floor(chunkBytes / (Math.max(cols, 1) * 4)));
+}
+
+function* covarianceMessages(
+  results: CovarianceResult[],
+  dims: Dims,
+  chunkBytes: number,
+): Generator<pb.CovarianceResponse> {
+  const { D } = dims;
+  const step = rowsPerSlice(D, chunkBytes);
+  for (const r of results) {
+    for (const [block, sum] of r.sums.entries()) {
+      for (let row = 0; row < D; row += step) {
+        const rows = Math.min(step, D - row);
+        yield {
+          shardIndex: r.index,
+          tokens: r.tokens,
+          block,
+          rowOffset: row,
+          rows: encodeTensor(sum.subarray(row * D, (row + rows) * D), [rows, D], `sums[${block}]`),
+        };
+      }
+    }
+  }
+}
+
+function* trainMessages(results: TrainStepResult[], dims: Dims): Generator<pb.TrainStepResponse> {
+  const { D } = dims;
+  for (const r of results) {
+    const shardIndex = r.index;
+    yield {
+      shardIndex,
+      part: { $case: "summary", value: { count: r.count, lossSum: r.lossSum, correct: r.correct } },
+    };
+    for (let block = 0; block < r.gradAk.length; block++) {
+      // Each tensor with its own width: whether they agree is the client's check to make.
+      const ak = r.gradAk[block];
+      const av = r.gradAv[block];
+      yield {
+        shardIndex,
+        part: {
+          $case: "grads",
+          value: {
+            block,
+            aK: encodeTensor(ak, [D, ak.length / D], "gradAk"),
+            aV: encodeTensor(av, [D, av.length / D], "gradAv"),
+          },
+        },
+      };
+    }
+    const classes = r.gradHeadB.length;
+    yield {
+      shardIndex,
+      part: {
+        $case: "headGrad",
+        value: {
+          index: 0,
+          weight: encodeTensor(r.gradHeadW, [classes, D], "gradHeadW"),
+          bias: encodeTensor(r.gradHeadB, [classes], "gradHeadB"),
+        },
+      },
+    };
+  }
+}
+
+function* evalMessages(
+  results: EvalResult[],
+  samples: ReadonlyMap<number, number>,
+  chunkBytes: number,
+): Generator<pb.EvaluateResponse> {
+  for (const r of results) {
+    const n = samples.get(r.index) ?? 0;
+    const classes = n > 0 ? r.logits.length / n : 0;
+    const step = rowsPerSlice(classes, chunkBytes);
+    // At least one message per shard, so that the client sees every shard answered.
+    for (let row = 0; row === 0 || row < n; row += step) {
+      const rows = Math.min(step, n - row);
+      yield {
+        shardIndex: r.index,
+        rowOffset: row,
+        logits: encodeTensor(
+          r.logits.subarray(row * classes, (row + rows) * classes),
+          [rows, classes],
+          "logits",
+        ),
+      };
+    }
+  }
+}
+
+/** Feeds every message of a client stream to `onMessage` (numbered from 0); settles at its end. */
+function readStream<T>(
+  call: Readable & Call,
+  onMessage: (msg: T | UndecodableMessage, n: number) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let n = 0;
+    let settled = false;
+    const settle = (err?: unknown) => {
+      if (settled) return;
+      settled = true;
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    call.on("data", (msg: T | UndecodableMessage) => {
+      if (settled) return;
+      try {
+        onMessage(msg, n++);
+      } catch (err) {
+        settle(err);
+      }
+    });
+    call.once("end", () => settle());
+    call.once("cancelled", () => settle(new CallCancelled("the client cancelled the call")));
+  });
+}
+
+/** Writes with backpressure: a 28 MB covariance reply is encoded slice by slice as the client takes it. */
+async function writeStream<T>(call: Writable & Call, messages: Iterable<T>): Promise<void> {
+  for (const msg of messages) {
+    if (call.cancelled) return;
+    if (!call.write(msg)) {
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          call.off("drain", done);
+          call.off("cancelled", done);
+          resolve();
+        };
+        call.once("drain", done);
+        call.once("cancelled", done);
+      });
+    }
+  }
+  call.end();
+}
