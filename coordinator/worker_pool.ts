@@ -5,6 +5,7 @@
  * back in micro-shard order, so which worker computed what never changes the numbers.
  */
 import { log } from "../common/log.js";
+import type { Membership, MembershipEvent, WorkerEndpoint } from "../common/membership/types.js";
 import {
   type MicroShard,
   type SetupReply,
@@ -13,7 +14,6 @@ import {
   type TaskState,
   type WorkerClient,
 } from "../common/protocol.js";
-import type { Membership, MembershipEvent, WorkerEndpoint } from "./membership/types.js";
 
 export type MemberStatus = "ready" | "failed" | "quarantined";
 

@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import type { KV } from "@nats-io/kv";
 import { log } from "../common/log.js";
-import { closeNats, connectNats, type NatsAuth, redactNatsUrl, withTimeout } from "../common/nats_connect.js";
+import { parseWorkerAddress } from "../common/membership/address.js";
 import {
   checkLeaseMs,
   checkWorkerId,
@@ -14,9 +14,9 @@ import {
   DEFAULT_LEASE_MS,
   type LeaseRecord,
   openLeaseBucket,
-} from "../coordinator/membership/lease_bucket.js";
-import { parseWorkerAddress } from "../coordinator/membership/static_membership.js";
-import type { WorkerEndpoint } from "../coordinator/membership/types.js";
+} from "../common/membership/lease_bucket.js";
+import type { WorkerEndpoint } from "../common/membership/types.js";
+import { closeNats, connectNats, type NatsAuth, redactNatsUrl, withTimeout } from "../common/nats_connect.js";
 
 export interface LeaseOptions {
   url: string;

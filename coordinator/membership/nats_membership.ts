@@ -7,7 +7,6 @@
 import type { KV, KvWatchEntry } from "@nats-io/kv";
 import type { NatsConnection, QueuedIterator } from "@nats-io/transport-node";
 import { log } from "../../common/log.js";
-import { connectNats, type NatsAuth, redactNatsUrl, withTimeout } from "../../common/nats_connect.js";
 import {
   checkLeaseMs,
   DEFAULT_BUCKET,
@@ -16,8 +15,14 @@ import {
   endpointOf,
   type LeaseRecord,
   openLeaseBucket,
-} from "./lease_bucket.js";
-import { describeMembers, type Membership, type MembershipEvent, type WorkerEndpoint } from "./types.js";
+} from "../../common/membership/lease_bucket.js";
+import {
+  describeMembers,
+  type Membership,
+  type MembershipEvent,
+  type WorkerEndpoint,
+} from "../../common/membership/types.js";
+import { connectNats, type NatsAuth, redactNatsUrl, withTimeout } from "../../common/nats_connect.js";
 
 export interface NatsMembershipOptions {
   url: string;

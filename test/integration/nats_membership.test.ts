@@ -6,8 +6,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Membership, MembershipEvent } from "../../common/membership/types.js";
 import { natsMembership } from "../../coordinator/membership/nats_membership.js";
-import type { Membership, MembershipEvent } from "../../coordinator/membership/types.js";
 import { holdLease } from "../../worker/nats_lease.js";
 import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
 

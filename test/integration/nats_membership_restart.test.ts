@@ -3,8 +3,8 @@
  * loses the store, as a server without a persistent volume would.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Membership, MembershipEvent } from "../../common/membership/types.js";
 import { natsMembership } from "../../coordinator/membership/nats_membership.js";
-import type { Membership, MembershipEvent } from "../../coordinator/membership/types.js";
 import { holdLease } from "../../worker/nats_lease.js";
 import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { checkLeaseMs, checkWorkerId, decodeLease } from "../../coordinator/membership/lease_bucket.js";
+import { checkLeaseMs, checkWorkerId, decodeLease } from "../../common/membership/lease_bucket.js";
 
 describe("worker lease records", () => {
   it("decode what a worker writes, stringifying capabilities and bounding the lease", () => {

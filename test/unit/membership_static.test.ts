@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
+import type { MembershipEvent } from "../../common/membership/types.js";
 import { parseWorkerAddress, staticMembership } from "../../coordinator/membership/static_membership.js";
-import type { MembershipEvent } from "../../coordinator/membership/types.js";
 
 describe("static membership", () => {
   it("numbers the --worker list in order and never changes", async () => {

@@ -7,7 +7,7 @@
 import { jetstream } from "@nats-io/jetstream";
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { redactNatsUrl } from "../../common/nats_connect.js";
+import { redactNatsUrl } from "../nats_connect.js";
 import type { WorkerEndpoint } from "./types.js";
 
 export const DEFAULT_BUCKET = "inflora_workers";
