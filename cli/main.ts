@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError } from "commander";
 import { configureLogging, type LogFormat, log } from "../common/log.js";
 import { registerTrain } from "./commands/train.js";
 import { registerWatch } from "./commands/watch.js";
+import { registerWorker } from "./commands/worker.js";
 
 /** Exit codes: 0 success, 1 unexpected failure, 2 usage or config error, 3 bad input data/weights. */
 export const EXIT = { ok: 0, failure: 1, usage: 2, input: 3 } as const;
@@ -23,6 +24,7 @@ program
   });
 
 registerTrain(program);
+registerWorker(program);
 registerWatch(program);
 
 /** Errors the user fixes by changing the command or config (exit 2) or the input files (exit 3). */

@@ -6,14 +6,25 @@ import path from "node:path";
 import { loadConfig, type RunConfig } from "../common/config.js";
 import { openDatasetIndex } from "../common/data/open_index.js";
 import type { DataOptions } from "../common/data/options.js";
+import type { ClientSecurityOptions } from "../common/grpc_security.js";
 import { log } from "../common/log.js";
-import type { ModelSpec, WorkerClient } from "../common/protocol.js";
+import type { WorkerEndpoint } from "../common/membership/types.js";
+import { infloraVersion } from "../common/metrics_runtime.js";
+import { serveMetrics } from "../common/metrics_server.js";
+import { natsAuthFromEnv } from "../common/nats_connect.js";
+import type { ModelSpec } from "../common/protocol.js";
 import type { RunMetrics } from "../coordinator/evaluation.js";
+import { natsEventSink } from "../coordinator/events_nats.js";
+import { natsMembership } from "../coordinator/membership/nats_membership.js";
+import { staticMembership } from "../coordinator/membership/static_membership.js";
+import { CoordinatorMetrics } from "../coordinator/metrics.js";
 import { Trainer, type TrainerInput } from "../coordinator/trainer.js";
+import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
 import { WorkerPool } from "../coordinator/worker_pool.js";
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
 import { describeWeights } from "../worker/model/load_weights.js";
+import { startLocalWorkers } from "./local_workers.js";
 
 export class RunDirError extends Error {
   override readonly name = "RunDirError";
@@ -22,7 +33,20 @@ export class RunDirError extends Error {
 export interface TrainOptions {
   readonly config: string;
   readonly out: string;
-  readonly workers: number;
+  /** Local workers to start (default 1): processes on loopback, or engines in this process. */
+  readonly workers?: number;
+  /** Run the local workers inside this process (no gRPC): tests and the simplest local run. */
+  readonly inProcess?: boolean;
+  /** Running workers to use instead of local ones (`--worker host:port`). */
+  readonly workerAddresses?: string[];
+  /** Discover workers through NATS leases and publish the run's events to JetStream. */
+  readonly nats?: string;
+  /** Serve the coordinator's Prometheus metrics on this port. */
+  readonly metricsPort?: number;
+  /** Token file and TLS for the gRPC connections to workers. */
+  readonly security?: ClientSecurityOptions;
+  /** Deadline of one worker call, milliseconds (default 10 minutes). */
+  readonly callTimeoutMs?: number;
   readonly backend?: string;
   readonly resume: boolean;
   /** Called after every training step (progress bars; tests use it to interrupt a run). */
@@ -67,10 +91,52 @@ function previousRunId(runDir: string, resume: boolean): string | undefined {
   }
 }
 
+interface Workers {
+  pool: WorkerPool;
+  stop(): Promise<void>;
+  describe: string;
+}
+
+/** Builds the run's worker pool from the options: in-process engines, local processes, a list or NATS. */
+async function openWorkers(opts: TrainOptions, backend: string | undefined, runId: string): Promise<Workers> {
+  const callTimeoutMs = opts.callTimeoutMs ?? 600_000;
+  const connect = (e: WorkerEndpoint) =>
+    new GrpcWorkerClient({
+      address: e.address,
+      name: e.id,
+      security: opts.security,
+      deadlineMs: callTimeoutMs,
+    });
+  const count = opts.workers ?? 1;
+  if (opts.workerAddresses?.length || opts.nats) {
+    const membership = opts.workerAddresses?.length
+      ? staticMembership(opts.workerAddresses)
+      : await natsMembership({ url: opts.nats!, auth: natsAuthFromEnv(), runId });
+    const pool = new WorkerPool([], { membership, connect, callTimeoutMs });
+    return { pool, stop: async () => {}, describe: opts.workerAddresses?.length ? "static list" : "NATS" };
+  }
+  if (opts.inProcess) {
+    const clients = Array.from(
+      { length: count },
+      (_, k) => new WorkerEngine({ backend, name: `in-process-${k}` }),
+    );
+    return { pool: new WorkerPool(clients, { callTimeoutMs }), stop: async () => {}, describe: "in-process" };
+  }
+  const local = await startLocalWorkers({ count, backend });
+  const membership = staticMembership(local.workers.map((w) => w.address));
+  const pool = new WorkerPool([], { membership, connect, callTimeoutMs });
+  return { pool, stop: () => local.stop(), describe: "local processes" };
+}
+
 export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>> {
   const cfg = loadConfig(opts.config);
-  const backend = await selectBackend(opts.backend);
-  log.info({ backend: backend.name, device: backend.device, skipped: backend.skipped }, "compute backend");
+  // The coordinator only needs tfjs when the workers run inside it.
+  let backendName = opts.backend;
+  if (opts.inProcess) {
+    const backend = await selectBackend(opts.backend);
+    backendName = backend.name;
+    log.info({ backend: backend.name, device: backend.device, skipped: backend.skipped }, "compute backend");
+  }
   const weights = await describeWeights(cfg.weights, {
     imgSize: cfg.img_size,
     patchSize: cfg.patch_size,
@@ -79,42 +145,60 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
     numHeads: cfg.num_heads,
   });
   const model: ModelSpec = { ...weights.cfg };
+  const metrics = new CoordinatorMetrics({ run: "pending" });
+  metrics.setInfo(backendName ?? "workers", infloraVersion());
+  const metricsServer =
+    opts.metricsPort !== undefined
+      ? await serveMetrics(metrics.registry, opts.metricsPort, "0.0.0.0")
+      : undefined;
   const results = new Map<number, RunMetrics>();
-  for (const seed of cfg.seeds) {
-    const runDir = cfg.seeds.length > 1 ? path.join(opts.out, `seed-${seed}`) : opts.out;
-    if (!opts.resume && existsSync(path.join(runDir, "run.json"))) {
-      throw new RunDirError(
-        `${runDir} already holds a run; pass --resume to continue it, or choose another --out`,
-      );
+  try {
+    for (const seed of cfg.seeds) {
+      const runDir = cfg.seeds.length > 1 ? path.join(opts.out, `seed-${seed}`) : opts.out;
+      if (!opts.resume && existsSync(path.join(runDir, "run.json"))) {
+        throw new RunDirError(
+          `${runDir} already holds a run; pass --resume to continue it, or choose another --out`,
+        );
+      }
+      const runId = previousRunId(runDir, opts.resume) ?? randomUUID();
+      const data = dataOptions(cfg, model.imgSize, runDir);
+      const index = await openDatasetIndex(data);
+      const workers = await openWorkers(opts, backendName, runId);
+      const events = opts.nats ? await natsEventSink({ url: opts.nats, auth: natsAuthFromEnv() }) : undefined;
+      try {
+        const trainer = new Trainer({
+          cfg,
+          seed,
+          runDir,
+          runId,
+          index,
+          model,
+          weightsFingerprint: weights.fingerprint,
+          data,
+          pool: workers.pool,
+          resume: opts.resume,
+          backend: backendName ?? "chosen by each worker",
+          versions: versions(),
+          metrics,
+          onStep: opts.onStep,
+        });
+        metrics.setRun(runId);
+        trainer.eventLog.addSink(metrics.eventSink);
+        if (events) trainer.eventLog.addSink(events.sink);
+        if (opts.resume && existsSync(path.join(runDir, "metrics.json"))) {
+          metrics.restoreAccuracy(path.join(runDir, "metrics.json"));
+        }
+        log.info({ seed, runDir, runId, workers: workers.describe }, "run starting");
+        opts.onTrainer?.(trainer, seed);
+        results.set(seed, await trainer.run());
+      } finally {
+        await workers.pool.close();
+        await workers.stop();
+        await events?.close();
+      }
     }
-    const data = dataOptions(cfg, model.imgSize, runDir);
-    const index = await openDatasetIndex(data);
-    const clients: WorkerClient[] = Array.from(
-      { length: opts.workers },
-      (_, k) => new WorkerEngine({ backend: backend.name, name: `in-process-${k}` }),
-    );
-    const pool = new WorkerPool(clients);
-    try {
-      const trainer = new Trainer({
-        cfg,
-        seed,
-        runDir,
-        runId: previousRunId(runDir, opts.resume) ?? randomUUID(),
-        index,
-        model,
-        weightsFingerprint: weights.fingerprint,
-        data,
-        pool,
-        resume: opts.resume,
-        backend: backend.name,
-        versions: versions(),
-        onStep: opts.onStep,
-      });
-      opts.onTrainer?.(trainer, seed);
-      results.set(seed, await trainer.run());
-    } finally {
-      await pool.close();
-    }
+  } finally {
+    await metricsServer?.close();
   }
   return results;
 }

@@ -29,6 +29,8 @@ export class BackendError extends Error {
 }
 
 let selected: BackendInfo | undefined;
+/** The selection in flight: two engines setting up at once must share one initialisation. */
+let selecting: Promise<BackendInfo> | undefined;
 
 export function parseBackendName(value: string, source: string): BackendName {
   if ((BACKEND_NAMES as readonly string[]).includes(value)) return value as BackendName;
@@ -80,6 +82,7 @@ function firstLine(err: unknown): string {
  * fails loudly when it cannot start; otherwise the first candidate that works is used.
  */
 export async function selectBackend(requested?: string): Promise<BackendInfo> {
+  if (!selected && selecting) await selecting.catch(() => undefined);
   if (selected) {
     if (requested && requested !== selected.name) {
       throw new BackendError(
@@ -88,6 +91,15 @@ export async function selectBackend(requested?: string): Promise<BackendInfo> {
     }
     return selected;
   }
+  selecting = initialise(requested);
+  try {
+    return await selecting;
+  } finally {
+    selecting = undefined;
+  }
+}
+
+async function initialise(requested?: string): Promise<BackendInfo> {
   const forcedRaw = requested ?? process.env.INFLORA_BACKEND;
   const forced = forcedRaw
     ? parseBackendName(forcedRaw, requested ? "--backend" : "INFLORA_BACKEND")

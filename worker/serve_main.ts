@@ -5,6 +5,7 @@
  */
 import type { ServerTlsOptions } from "../common/grpc_security.js";
 import { log } from "../common/log.js";
+import type { WorkerClient } from "../common/protocol.js";
 import { selectBackend } from "./backend.js";
 import { WorkerEngine } from "./engine.js";
 import { serveWorker } from "./grpc_server.js";
@@ -28,7 +29,9 @@ export interface RunWorkerServerOptions {
   /** Stops the server like SIGTERM does (tests, embedding). */
   readonly signal?: AbortSignal;
   /** Called once listening: how a parent that asked for port 0 learns the port. */
-  readonly onListening?: (info: { address: string; port: number }) => void;
+  readonly onListening?: (info: { address: string; port: number; backend: string; device: string }) => void;
+  /** Wraps the engine before it is served (request metrics). */
+  readonly wrap?: (engine: WorkerClient) => WorkerClient;
 }
 
 /** Serves until SIGTERM, SIGINT or `signal`; resolves after the graceful shutdown. */
@@ -40,7 +43,7 @@ export async function runWorkerServer(opts: RunWorkerServerOptions): Promise<voi
   let server: Awaited<ReturnType<typeof serveWorker>>;
   try {
     server = await serveWorker({
-      worker: engine,
+      worker: opts.wrap ? opts.wrap(engine) : engine,
       listen: opts.listen,
       security: { token: opts.token, tokenFile: opts.tokenFile, tls: opts.tls },
       shutdownGraceMs: opts.shutdownGraceMs,
@@ -57,7 +60,7 @@ export async function runWorkerServer(opts: RunWorkerServerOptions): Promise<voi
     },
     "worker listening",
   );
-  opts.onListening?.({ address: server.address, port: server.port });
+  opts.onListening?.({ address: server.address, port: server.port, backend: backend.name, device: backend.device });
 
   const why = await new Promise<string>((resolve) => {
     const onSignal = (signal: string) => {

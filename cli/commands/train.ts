@@ -8,32 +8,117 @@ export function positiveInt(value: string): number {
   return n;
 }
 
-export function registerTrain(program: Command): void {
-  program
-    .command("train")
-    .description("Run InfLoRA over every task of a config and write the run directory")
+interface TrainCliOptions {
+  config: string;
+  out: string;
+  workers: number;
+  inProcess: boolean;
+  worker?: string[];
+  nats?: string;
+  metricsPort?: number;
+  tokenFile?: string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsServerName?: string;
+  workerTimeout?: number;
+  backend?: string;
+  resume: boolean;
+}
+
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value];
+}
+
+function withRunOptions(cmd: Command): Command {
+  return cmd
     .requiredOption("--config <file>", "run config (JSON; the reference's keys plus ours)")
     .requiredOption("--out <dir>", "run directory (checkpoints, predictions, metrics.json, events.jsonl)")
-    .option("--workers <n>", "number of local workers", positiveInt, 1)
-    .addOption(new Option("--backend <name>", "compute backend (default: first available)").choices([...BACKEND_NAMES]))
-    .option("--resume", "continue after the last finished task (or mid-task) in --out", false)
+    .option("--worker <host:port>", "use a running worker (repeat for several)", collect)
+    .option("--nats <url>", "discover workers through NATS leases and publish run events to JetStream")
+    .option("--metrics-port <port>", "serve the coordinator's Prometheus metrics on this port", positiveInt)
+    .option("--token-file <file>", "bearer token for the workers (else $INFLORA_TOKEN)")
+    .option("--tls-ca <file>", "PEM CA that signed the workers' certificates (enables TLS)")
+    .option("--tls-cert <file>", "PEM client certificate for mutual TLS (with --tls-key)")
+    .option("--tls-key <file>", "PEM client key for mutual TLS")
+    .option("--tls-server-name <name>", "name to verify the workers' certificates against")
+    .option(
+      "--worker-timeout <seconds>",
+      "deadline of one worker call before its shards move elsewhere",
+      positiveInt,
+    )
+    .addOption(new Option("--backend <name>", "compute backend of local workers").choices([...BACKEND_NAMES]))
+    .option("--resume", "continue after the last finished task (or mid-task) in --out", false);
+}
+
+async function runTrain(o: TrainCliOptions): Promise<void> {
+  const { train } = await import("../train.js");
+  const tls =
+    o.tlsCa || o.tlsCert
+      ? { caFile: o.tlsCa, certFile: o.tlsCert, keyFile: o.tlsKey, serverName: o.tlsServerName }
+      : undefined;
+  const results = await train({
+    config: o.config,
+    out: o.out,
+    workers: o.workers,
+    inProcess: o.inProcess,
+    workerAddresses: o.worker,
+    nats: o.nats,
+    metricsPort: o.metricsPort,
+    security: { tokenFile: o.tokenFile, tls },
+    callTimeoutMs: o.workerTimeout !== undefined ? o.workerTimeout * 1000 : undefined,
+    backend: o.backend,
+    resume: o.resume,
+  });
+  for (const [seed, m] of results) {
+    log.info(
+      { seed, final: m.final_accuracy, average: m.average_accuracy, forgetting: m.forgetting },
+      "run finished",
+    );
+    process.stdout.write(
+      `seed ${seed}: final ${m.final_accuracy.toFixed(2)}  average ${m.average_accuracy.toFixed(2)}  ` +
+        `forgetting ${m.forgetting === null ? "-" : m.forgetting.toFixed(2)}\n`,
+    );
+  }
+}
+
+export function registerTrain(program: Command): void {
+  withRunOptions(
+    program
+      .command("train")
+      .description("Run InfLoRA over every task of a config and write the run directory")
+      .option("--workers <n>", "local worker processes to start on loopback", positiveInt, 1)
+      .option("--in-process", "run the local workers inside this process (no gRPC)", false),
+  )
     .addHelpText(
       "after",
       `
 Examples:
   $ inflora train --config configs/fixture_tiny.json --out runs/fixture
-  $ inflora train --config configs/cifar100_inflora.json --out runs/c100 --backend wasm
-  $ inflora train --config configs/cifar100_inflora.json --out runs/c100 --resume`,
+  $ inflora train --config configs/cifar100_inflora.json --out runs/c100 --workers 2 --backend wasm
+  $ inflora train --config configs/cifar100_inflora.json --out runs/c100 --resume
+  $ inflora train --config run.json --out /runs/r1 --worker 10.0.0.5:50051 --worker 10.0.0.6:50051`,
     )
-    .action(async (o: { config: string; out: string; workers: number; backend?: string; resume: boolean }) => {
-      const { train } = await import("../train.js");
-      const results = await train(o);
-      for (const [seed, m] of results) {
-        log.info({ seed, final: m.final_accuracy, average: m.average_accuracy, forgetting: m.forgetting }, "run finished");
-        process.stdout.write(
-          `seed ${seed}: final ${m.final_accuracy.toFixed(2)}  average ${m.average_accuracy.toFixed(2)}  ` +
-            `forgetting ${m.forgetting === null ? "-" : m.forgetting.toFixed(2)}\n`,
+    .action((o: TrainCliOptions) => runTrain(o));
+
+  withRunOptions(
+    program
+      .command("coordinator")
+      .description("Coordinate running workers (--worker list or --nats discovery); starts none itself"),
+  )
+    .addHelpText(
+      "after",
+      `
+Examples:
+  $ inflora coordinator --config /etc/inflora/config.json --out /runs/r1 --nats nats://nats:4222 --resume
+  $ inflora coordinator --config run.json --out runs/r1 --worker w0:50051 --worker w1:50051`,
+    )
+    .action((o: TrainCliOptions) => {
+      if (!o.worker?.length && !o.nats) {
+        throw new InvalidArgumentError(
+          "inflora coordinator needs --worker host:port (repeatable) or --nats URL",
         );
       }
+      return runTrain({ ...o, workers: 0, inProcess: false });
     });
 }

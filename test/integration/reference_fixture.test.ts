@@ -35,6 +35,7 @@ beforeAll(async () => {
     config: path.join(REFERENCE_DIR, "tiny_config.json"),
     out: runBin,
     workers: 1,
+    inProcess: true,
     resume: false,
   });
   // The same config from the Google-format weights and the PNG folder.
@@ -44,7 +45,7 @@ beforeAll(async () => {
   cfg.data_path = path.join(REFERENCE_DIR, "folder");
   const cfgFile = path.join(tmp, "npz_folder_config.json");
   writeFileSync(cfgFile, JSON.stringify(cfg, null, 1));
-  await train({ config: cfgFile, out: runNpz, workers: 1, resume: false });
+  await train({ config: cfgFile, out: runNpz, workers: 1, inProcess: true, resume: false });
 }, 600_000);
 
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -168,6 +169,7 @@ describe("the reference fixture run", () => {
         config: path.join(REFERENCE_DIR, "tiny_config.json"),
         out: runResume,
         workers: 1,
+        inProcess: true,
         resume: false,
       }),
     ).rejects.toThrow(/already holds a run; pass --resume/);
@@ -175,6 +177,7 @@ describe("the reference fixture run", () => {
       config: path.join(REFERENCE_DIR, "tiny_config.json"),
       out: runResume,
       workers: 1,
+      inProcess: true,
       resume: true,
     });
     expect(readFileSync(path.join(runResume, "metrics.json"), "utf8")).toBe(
@@ -201,6 +204,7 @@ describe("the reference fixture run", () => {
         config,
         out: runCrash,
         workers: 1,
+        inProcess: true,
         resume: false,
         onStep: ({ task, epoch, step }) => {
           if (task === 1 && epoch === 3 && step === 2) throw crash;
@@ -208,7 +212,7 @@ describe("the reference fixture run", () => {
       }),
     ).rejects.toBe(crash);
     expect(readdirSync(path.join(runCrash, "checkpoints")).sort()).toEqual(["progress.safetensors", name(0)]);
-    await train({ config, out: runCrash, workers: 1, resume: true });
+    await train({ config, out: runCrash, workers: 1, inProcess: true, resume: true });
     expect(readdirSync(path.join(runCrash, "checkpoints")).sort()).toEqual([0, 1, 2, 3, 4].map(name));
     expect(readFileSync(path.join(runCrash, "metrics.json"), "utf8")).toBe(
       readFileSync(path.join(runBin, "metrics.json"), "utf8"),

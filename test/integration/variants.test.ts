@@ -27,7 +27,7 @@ async function runVariant(label: string, overrides: Record<string, unknown>): Pr
   const file = path.join(tmp, `${label}.json`);
   writeFileSync(file, JSON.stringify(cfg));
   const out = path.join(tmp, label);
-  await train({ config: file, out, workers: 1, resume: false });
+  await train({ config: file, out, workers: 1, inProcess: true, resume: false });
   return out;
 }
 

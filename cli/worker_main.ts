@@ -1,0 +1,84 @@
+/**
+ * `inflora worker`: serves one worker over gRPC, optionally with Prometheus metrics and a NATS lease.
+ * Started by a local coordinator (`--workers N`), it reports its address over IPC and exits when that
+ * channel closes, so a killed coordinator leaves no orphans.
+ */
+import os from "node:os";
+import { log } from "../common/log.js";
+import { infloraVersion } from "../common/metrics_runtime.js";
+import { serveMetrics } from "../common/metrics_server.js";
+import { natsAuthFromEnv } from "../common/nats_connect.js";
+import { WorkerMetrics } from "../worker/metrics.js";
+import { holdLease } from "../worker/nats_lease.js";
+import { runWorkerServer } from "../worker/serve_main.js";
+
+export interface WorkerCommandOptions {
+  readonly listen: string;
+  readonly backend?: string;
+  readonly name?: string;
+  readonly tokenFile?: string;
+  readonly tlsCert?: string;
+  readonly tlsKey?: string;
+  readonly tlsClientCa?: string;
+  readonly dataThreads?: number;
+  readonly metricsPort?: number;
+  readonly nats?: string;
+  readonly advertise?: string;
+  readonly leaseMs?: number;
+}
+
+export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
+  const abort = new AbortController();
+  if (process.env.INFLORA_PARENT_IPC && process.send) {
+    process.on("disconnect", () => {
+      log.warn("coordinator went away; stopping");
+      abort.abort();
+    });
+  }
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) {
+    throw Object.assign(new Error("--tls-cert and --tls-key must be given together"), {
+      name: "InvalidArgumentError",
+    });
+  }
+  const metrics = new WorkerMetrics();
+  const metricsServer =
+    o.metricsPort !== undefined ? await serveMetrics(metrics.registry, o.metricsPort, "0.0.0.0") : undefined;
+  let stopLease: (() => Promise<void>) | undefined;
+  try {
+    await runWorkerServer({
+      listen: o.listen,
+      backend: o.backend,
+      name: o.name,
+      tokenFile: o.tokenFile,
+      dataThreads: o.dataThreads,
+      tls:
+        o.tlsCert && o.tlsKey
+          ? { certFile: o.tlsCert, keyFile: o.tlsKey, clientCaFile: o.tlsClientCa }
+          : undefined,
+      signal: abort.signal,
+      wrap: (engine) => metrics.instrument(engine),
+      onListening: async ({ address, backend, device }) => {
+        metrics.setInfo(backend, infloraVersion());
+        process.send?.({ type: "listening", address });
+        if (o.nats) {
+          const id = (o.name ?? `${os.hostname()}-${process.pid}`).replace(/[^A-Za-z0-9_=/.-]/g, "-");
+          const lease = await holdLease({
+            url: o.nats,
+            leaseMs: o.leaseMs,
+            auth: natsAuthFromEnv(),
+            endpoint: {
+              id,
+              address: o.advertise ?? address,
+              capabilities: { backend, device, version: infloraVersion() },
+            },
+          });
+          stopLease = () => lease.stop();
+          log.info({ id, nats: o.nats }, "worker lease held");
+        }
+      },
+    });
+  } finally {
+    await stopLease?.().catch(() => {});
+    await metricsServer?.close();
+  }
+}
