@@ -9,5 +9,7 @@ export default defineConfig({
     pool: "forks",
     fileParallelism: true,
     maxWorkers: 2,
+    // Worker processes the tests start inherit this; their logs would drown the test output.
+    env: { INFLORA_LOG_LEVEL: "warn" },
   },
 });

@@ -14,9 +14,9 @@ program
   .name("inflora")
   .description("Distributed continual-learning trainer: InfLoRA for Vision Transformers on TensorFlow.js")
   .option("--log-format <format>", "json | pretty (default: pretty on a terminal, json otherwise)")
-  .option("--log-level <level>", "trace | debug | info | warn | error", "info")
+  .option("--log-level <level>", "trace | debug | info | warn | error (default: $INFLORA_LOG_LEVEL or info)")
   .hook("preAction", (cmd) => {
-    const o = cmd.opts<{ logFormat?: LogFormat; logLevel: string }>();
+    const o = cmd.opts<{ logFormat?: LogFormat; logLevel?: string }>();
     if (o.logFormat && o.logFormat !== "json" && o.logFormat !== "pretty") {
       throw new InvalidArgumentError(`--log-format must be json or pretty, got ${o.logFormat}`);
     }

@@ -1,0 +1,85 @@
+/** Shared by the distributed tests: short fixture configs, worker processes, run comparison. */
+import { type ChildProcess, fork } from "node:child_process";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+import { REFERENCE_DIR } from "./reference_compare.js";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const TSX = createRequire(import.meta.url).resolve("tsx");
+export const MAIN = path.join(ROOT, "cli/main.ts");
+
+/** The fixture config, one epoch per task, progress saved every 2 steps; absolute paths. */
+export function shortConfig(dir: string, overrides: Record<string, unknown> = {}): string {
+  const cfg = JSON.parse(readFileSync(path.join(REFERENCE_DIR, "tiny_config.json"), "utf8"));
+  Object.assign(cfg, { init_epoch: 2, epochs: 2, checkpoint_every: 2 }, overrides);
+  cfg.weights = path.join(REFERENCE_DIR, cfg.weights);
+  cfg.data_path = path.join(REFERENCE_DIR, cfg.data_path);
+  const file = path.join(dir, "config.json");
+  writeFileSync(file, JSON.stringify(cfg, null, 1));
+  return file;
+}
+
+export interface ChildWorker {
+  readonly address: string;
+  readonly child: ChildProcess;
+}
+
+/** Forks a TypeScript entry that reports `{type: "listening", address}` over IPC. */
+export function forkWorker(
+  script: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<ChildWorker> {
+  const child = fork(script, args, {
+    execArgv: ["--import", TSX],
+    stdio: ["ignore", "ignore", "inherit", "ipc"],
+    env: { ...process.env, INFLORA_PARENT_IPC: "1", INFLORA_LOG_LEVEL: "warn", ...env },
+  });
+  return new Promise((resolve, reject) => {
+    child.once("message", (m: { type?: string; address?: string }) => {
+      if (m?.type === "listening" && m.address) resolve({ address: m.address, child });
+    });
+    child.once("exit", (code, signal) =>
+      reject(new Error(`worker exited early (code ${code}, signal ${signal})`)),
+    );
+  });
+}
+
+/** An `inflora worker` process on a free loopback port. */
+export function startWorker(extra: string[] = [], env: Record<string, string> = {}): Promise<ChildWorker> {
+  return forkWorker(MAIN, ["worker", "--listen", "127.0.0.1:0", ...extra], env);
+}
+
+export function stopWorkers(workers: ChildWorker[]): void {
+  for (const w of workers)
+    if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGKILL");
+}
+
+/** Every file of the run-directory contract byte for byte (run.json and events differ by nature). */
+export function expectSameRun(a: string, b: string, expect: (cond: boolean, what: string) => void): void {
+  expect(
+    readFileSync(path.join(a, "metrics.json"), "utf8") === readFileSync(path.join(b, "metrics.json"), "utf8"),
+    "metrics.json",
+  );
+  for (const dir of ["checkpoints", "predictions"]) {
+    const names = readdirSync(path.join(a, dir))
+      .filter((n) => /^task-\d+\.safetensors$/.test(n))
+      .sort();
+    const other = readdirSync(path.join(b, dir))
+      .filter((n) => /^task-\d+\.safetensors$/.test(n))
+      .sort();
+    expect(JSON.stringify(names) === JSON.stringify(other), `${dir}: same files`);
+    for (const n of names) {
+      expect(readFileSync(path.join(a, dir, n)).equals(readFileSync(path.join(b, dir, n))), `${dir}/${n}`);
+    }
+  }
+}
+
+export function events(runDir: string): Array<Record<string, unknown>> {
+  return readFileSync(path.join(runDir, "events.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => JSON.parse(l));
+}

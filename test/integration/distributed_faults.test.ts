@@ -1,0 +1,96 @@
+/**
+ * Faults during a run over real worker processes and gRPC: a worker killed with SIGKILL mid-task, a
+ * worker that answers NaN or wrongly shaped gradients, and one that hangs past its deadline. Each time
+ * the shards move to the healthy worker within the same step, the offender is reported (quarantined
+ * when its payload was malformed), and the run finishes bit-identical to a fault-free one.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { train } from "../../cli/train.js";
+import {
+  type ChildWorker,
+  events,
+  expectSameRun,
+  forkWorker,
+  shortConfig,
+  startWorker,
+  stopWorkers,
+} from "../helpers/distributed.js";
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), "inflora-faults-"));
+const config = shortConfig(tmp);
+const reference = path.join(tmp, "reference");
+const spawned: ChildWorker[] = [];
+const same = (cond: boolean, what: string) => expect(cond, what).toBe(true);
+const MISBEHAVING = path.resolve(import.meta.dirname, "../helpers/misbehaving_worker.ts");
+
+beforeAll(async () => {
+  await train({ config, out: reference, workers: 1, inProcess: true, resume: false });
+}, 300_000);
+
+afterAll(() => {
+  stopWorkers(spawned);
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+describe("worker faults", () => {
+  it("a worker killed with SIGKILL mid-task: its shards are redone, the run is bit-identical", async () => {
+    const workers = await Promise.all([startWorker(), startWorker()]);
+    spawned.push(...workers);
+    const out = path.join(tmp, "killed");
+    let killed = false;
+    await train({
+      config,
+      out,
+      workerAddresses: workers.map((w) => w.address),
+      resume: false,
+      onStep: ({ task, step }) => {
+        if (!killed && task === 1 && step === 1) {
+          killed = true;
+          workers[0].child.kill("SIGKILL");
+        }
+      },
+    });
+    expect(killed).toBe(true);
+    expectSameRun(reference, out, same);
+    const failed = events(out).filter((e) => e.event === "worker_failed");
+    expect(failed.length).toBeGreaterThanOrEqual(1);
+    expect(failed[0].worker).toBe("static-0");
+  }, 300_000);
+
+  for (const mode of ["nan", "shape"] as const) {
+    it(`a worker answering ${mode === "nan" ? "NaN gradients" : "wrongly shaped gradients"} is quarantined and the run is bit-identical`, async () => {
+      const good = await startWorker();
+      const bad = await forkWorker(MISBEHAVING, [], { MISBEHAVE: mode, GOOD_STEPS: "3" });
+      spawned.push(good, bad);
+      const out = path.join(tmp, `malformed-${mode}`);
+      await train({ config, out, workerAddresses: [bad.address, good.address], resume: false });
+      expectSameRun(reference, out, same);
+      const failed = events(out).filter((e) => e.event === "worker_failed");
+      expect(failed).toHaveLength(1);
+      expect(failed[0].worker).toBe("static-0");
+      expect(failed[0].status).toBe("quarantined");
+      expect(String(failed[0].reason)).toMatch(mode === "nan" ? /finite|NaN/i : /length|shape|expected/i);
+    }, 300_000);
+  }
+
+  it("a worker that hangs past its deadline loses its shards to the others", async () => {
+    const good = await startWorker();
+    const bad = await forkWorker(MISBEHAVING, [], { MISBEHAVE: "hang", GOOD_STEPS: "2" });
+    spawned.push(good, bad);
+    const out = path.join(tmp, "hang");
+    await train({
+      config,
+      out,
+      workerAddresses: [bad.address, good.address],
+      resume: false,
+      callTimeoutMs: 4_000,
+    });
+    expectSameRun(reference, out, same);
+    const failed = events(out).filter((e) => e.event === "worker_failed");
+    expect(failed.length).toBeGreaterThanOrEqual(1);
+    expect(String(failed[0].reason)).toMatch(/deadline|DEADLINE/i);
+  }, 300_000);
+});
