@@ -65,6 +65,7 @@ const schema = z.strictObject({
   augment: z.boolean().default(true),
   head_init: z.enum(["torch", "zeros"]).default("torch"),
   micro_shards: positiveInt.default(4),
+  covariance_shard_images: positiveInt.default(512),
   eval_batch_size: positiveInt.optional(),
   checkpoint_every: z.union([z.literal("epoch"), z.literal("task"), positiveInt]).default("epoch"),
   normalize_mean: z.array(z.number()).length(3).optional(),

@@ -94,6 +94,11 @@ export interface MicroShard {
 export interface CovarianceRequest {
   readonly stateVersion: number;
   readonly shards: MicroShard[];
+  /**
+   * Largest forward pass in images (absent or 0: the whole shard). A shard's sums accumulate in float64
+   * across its passes, so its result depends only on the shard and this number, never on the worker.
+   */
+  readonly microBatch?: number;
 }
 
 export interface CovarianceResult {

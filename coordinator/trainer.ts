@@ -267,25 +267,33 @@ export class Trainer {
     const sums = Array.from({ length: this.depth }, () => new Float64Array(this.D * this.D));
     let tokens = 0;
     const augment = this.augmentKey(epoch);
-    for (const batch of batches(t.train, cfg.batch_size)) {
-      const shards: MicroShard[] = microShards(batch, cfg.micro_shards).map((samples, index) => ({
-        index,
+    // Fixed-size shards (not batches): each returns depth × D² sums however many images it covers, so
+    // big shards keep the traffic down; the cut never depends on the number of workers.
+    const microBatch = Math.ceil(cfg.batch_size / cfg.micro_shards);
+    const perRound = Math.max(1, this.input.pool.size);
+    const all = batches(t.train, cfg.covariance_shard_images);
+    for (let first = 0; first < all.length; first += perRound) {
+      const shards: MicroShard[] = all.slice(first, first + perRound).map((samples, k) => ({
+        index: first + k,
         split: "train",
         samples,
         augment,
       }));
       await this.input.pool.boundary();
-      const results = await this.input.pool.map(shards, (w, s) => w.covariance({ stateVersion, shards: s }));
+      const results = await this.input.pool.map(shards, (w, s) =>
+        w.covariance({ stateVersion, shards: s, microBatch }),
+      );
       const reduceStarted = performance.now();
-      for (let i = 0; i < this.depth; i++) {
-        const part = sumInOrder(
-          results.map((r) => r.sums),
-          i,
-        );
-        const acc = sums[i];
-        for (let k = 0; k < acc.length; k++) acc[k] += part[k];
+      // Each shard straight into the running sum, in shard order: rounds (which depend on the number of
+      // workers) must not change the order of the float64 additions.
+      for (const r of results) {
+        for (let i = 0; i < this.depth; i++) {
+          const acc = sums[i];
+          const part = r.sums[i];
+          for (let k = 0; k < acc.length; k++) acc[k] += part[k];
+        }
+        tokens += r.tokens;
       }
-      for (const r of results) tokens += r.tokens;
       this.input.metrics?.observeAllReduce(
         covarianceBytes(results),
         (performance.now() - reduceStarted) / 1000,

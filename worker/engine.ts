@@ -109,23 +109,36 @@ export class WorkerEngine implements WorkerClient {
 
   async covariance(req: CovarianceRequest): Promise<CovarianceResult[]> {
     const model = this.activate(req.stateVersion);
+    const D = model.cfg.embedDim;
     const out: CovarianceResult[] = [];
     for (const shard of req.shards) {
-      const { patches, count } = await this.loadShard(shard);
-      const depth = model.depth;
-      const sums = tf.tidy(() => {
-        const acc: tf.Tensor2D[] = new Array(depth);
-        const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
-        model.features(x, count, {
-          collect: (i, h) => {
-            acc[i] = tf.matMul(tf.transpose(h) as tf.Tensor2D, h);
-          },
+      const n = shard.samples.length;
+      const step = req.microBatch && req.microBatch > 0 ? req.microBatch : n;
+      // float64 across the shard's forward passes: its sum does not depend on how the shard is cut.
+      const acc = Array.from({ length: model.depth }, () => new Float64Array(D * D));
+      let tokens = 0;
+      for (let s = 0; s < n; s += step) {
+        const part: MicroShard = { ...shard, samples: shard.samples.subarray(s, Math.min(s + step, n)) };
+        const { patches, count } = await this.loadShard(part);
+        const sums = tf.tidy(() => {
+          const blocks: tf.Tensor2D[] = new Array(model.depth);
+          const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
+          model.features(x, count, {
+            collect: (i, h) => {
+              blocks[i] = tf.matMul(tf.transpose(h) as tf.Tensor2D, h);
+            },
+          });
+          return blocks;
         });
-        return acc;
-      });
-      const data = sums.map((t) => t.dataSync() as Float32Array);
-      for (const t of sums) t.dispose();
-      out.push({ index: shard.index, tokens: count * (this.patchesPerImage() + 1), sums: data });
+        sums.forEach((t, i) => {
+          const v = t.dataSync();
+          const a = acc[i];
+          for (let k = 0; k < v.length; k++) a[k] += v[k];
+        });
+        tf.dispose(sums);
+        tokens += count * (this.patchesPerImage() + 1);
+      }
+      out.push({ index: shard.index, tokens, sums: acc.map((a) => Float32Array.from(a)) });
     }
     return out;
   }

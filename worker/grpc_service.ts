@@ -173,6 +173,7 @@ export class WorkerGrpcService {
     const req = {
       stateVersion: version(r.stateVersion, "state_version"),
       shards: decodeShards(r.shards, "shards", { training: false }),
+      microBatch: r.microBatch || undefined,
     };
     const results = await this.serial(call, () => {
       this.requireRun(r.runId);

@@ -194,7 +194,12 @@ export class GrpcWorkerClient implements WorkerClient {
     const run = this.requireRun("covariance");
     const replies = new CovarianceReplies(this.replyContext("covariance", run), req.shards);
     const call = this.client.covariance(
-      { runId: run.runId, stateVersion: req.stateVersion, shards: shardsToPb(req.shards) },
+      {
+        runId: run.runId,
+        stateVersion: req.stateVersion,
+        shards: shardsToPb(req.shards),
+        microBatch: req.microBatch ?? 0,
+      },
       new Metadata(),
       this.callOptions("covariance"),
     );

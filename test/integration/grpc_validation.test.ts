@@ -84,7 +84,7 @@ function streamStatus(call: EventEmitter): Promise<ServiceError> {
 }
 
 function rawCovariance(shards: pb.MicroShard[], stateVersion = 1): Promise<ServiceError> {
-  return streamStatus(raw.covariance({ runId: RUN, stateVersion, shards }, md()));
+  return streamStatus(raw.covariance({ runId: RUN, stateVersion, shards, microBatch: 0 }, md()));
 }
 
 function rawTrain(parts: pb.TrainStepRequest[]): Promise<ServiceError> {

@@ -48,6 +48,11 @@ export interface CovarianceRequest {
   runId: string;
   stateVersion: number;
   shards: MicroShard[];
+  /**
+   * Largest forward pass, in images (0: the whole shard at once). A shard's sums accumulate in float64
+   * across its forward passes, so a shard's result depends only on the shard and this number.
+   */
+  microBatch: number;
 }
 
 /**
@@ -282,7 +287,7 @@ export const MicroShard: MessageFns<MicroShard> = {
 };
 
 function createBaseCovarianceRequest(): CovarianceRequest {
-  return { runId: "", stateVersion: 0, shards: [] };
+  return { runId: "", stateVersion: 0, shards: [], microBatch: 0 };
 }
 
 export const CovarianceRequest: MessageFns<CovarianceRequest> = {
@@ -295,6 +300,9 @@ export const CovarianceRequest: MessageFns<CovarianceRequest> = {
     }
     for (const v of message.shards) {
       MicroShard.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.microBatch !== 0) {
+      writer.uint32(32).uint32(message.microBatch);
     }
     return writer;
   },
@@ -334,6 +342,14 @@ export const CovarianceRequest: MessageFns<CovarianceRequest> = {
             }
 
             message.shards.push(MicroShard.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.microBatch = reader.uint32();
             continue;
           }
         }
