@@ -1,0 +1,207 @@
+/**
+ * `npm run bench:allreduce`: the coordinator's time per training step — encode and send A_t and the head,
+ * receive every micro-shard's gradients, reduce them in float64 in shard order, run Adam — and its bytes,
+ * with ViT-B/16-sized payloads (12 blocks, D 768, r 10, 10 classes) for 1…16 workers on loopback. The
+ * workers (bench/fake_workers.ts, another process) answer at once with precomputed payloads, so what is
+ * measured is the coordinator and the transport, never model compute. Also the covariance all-reduce:
+ * one 12 × 768² float32 sum per shard. Writes bench/results/allreduce.json and .md.
+ */
+import { fork } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import type { MicroShard } from "../common/protocol.js";
+import { PROTOCOL_VERSION } from "../common/protocol.js";
+import { Adam } from "../coordinator/optim/optimizer.js";
+import { sumInOrder } from "../coordinator/reduce.js";
+import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
+import { WorkerPool } from "../coordinator/worker_pool.js";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const tsx = createRequire(import.meta.url).resolve("tsx");
+const D = 768;
+const depth = 12;
+const rank = 10;
+const classes = 10;
+const MICRO_SHARDS = 16;
+const BATCH = 128;
+const quick = process.argv.includes("--quick");
+const WORKER_COUNTS = quick ? [1, 2] : [1, 2, 4, 8, 16];
+const STEPS = quick ? 5 : 30;
+
+function startFakes(n: number): Promise<{ addresses: string[]; stop(): void }> {
+  const child = fork(path.join(here, "fake_workers.ts"), [String(n)], {
+    execArgv: ["--import", tsx],
+    stdio: ["ignore", "inherit", "inherit", "ipc"],
+    env: { ...process.env, INFLORA_LOG_LEVEL: "warn" },
+  });
+  return new Promise((resolve, reject) => {
+    child.once("message", (m: { addresses?: string[] }) => {
+      if (m.addresses) resolve({ addresses: m.addresses, stop: () => child.kill("SIGKILL") });
+    });
+    child.once("exit", (code) => reject(new Error(`fake workers exited (${code})`)));
+  });
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+interface Row {
+  workers: number;
+  step_ms_median: number;
+  step_ms_p90: number;
+  reduce_and_adam_ms: number;
+  bytes_sent_per_step: number;
+  bytes_received_per_step: number;
+  covariance_shard_ms: number;
+  covariance_mb_per_s: number;
+}
+
+async function measure(n: number): Promise<Row> {
+  const fakes = await startFakes(n);
+  const clients = fakes.addresses.map(
+    (a, k) => new GrpcWorkerClient({ address: a, name: `fake-${k}`, releaseOnClose: false }),
+  );
+  const pool = new WorkerPool(clients);
+  await pool.start({
+    runId: "bench",
+    protocolVersion: PROTOCOL_VERSION,
+    weightsPath: "/none",
+    weightsFingerprint: "0".repeat(64),
+    model: { imgSize: 224, patchSize: 16, inChans: 3, embedDim: D, depth, numHeads: 12, mlpHidden: 3072 },
+    data: { dataset: "cifar100", dataPath: "/none", imageSize: 224 },
+  });
+  await pool.publishState({
+    version: 1,
+    task: 0,
+    finished: [],
+    currentB: { rank, B: Array.from({ length: depth }, () => new Float32Array(rank * D)) },
+    heads: [],
+  });
+  const master = {
+    Ak: Array.from({ length: depth }, () => new Float64Array(D * rank)),
+    Av: Array.from({ length: depth }, () => new Float64Array(D * rank)),
+    W: new Float64Array(classes * D),
+    b: new Float64Array(classes),
+  };
+  const params = [...master.Ak, ...master.Av, master.W, master.b];
+  const adam = new Adam(0);
+  const per = BATCH / MICRO_SHARDS;
+  const shards: MicroShard[] = Array.from({ length: MICRO_SHARDS }, (_, i) => ({
+    index: i,
+    split: "train",
+    samples: Int32Array.from({ length: per }, (_, j) => i * per + j),
+    targets: Int32Array.from({ length: per }, (_, j) => j % classes),
+  }));
+  const times: number[] = [];
+  const reduceTimes: number[] = [];
+  for (let step = 0; step < STEPS + 3; step++) {
+    const t0 = performance.now();
+    const sent = {
+      version: step + 1,
+      Ak: master.Ak.map((a) => Float32Array.from(a)),
+      Av: master.Av.map((a) => Float32Array.from(a)),
+      head: { classes, weight: Float32Array.from(master.W), bias: Float32Array.from(master.b) },
+    };
+    const results = await pool.map(shards, (w, s) =>
+      w.trainStep({ stateVersion: 1, params: sent, shards: s }),
+    );
+    const t1 = performance.now();
+    const count = results.reduce((s, r) => s + r.count, 0);
+    const parts = results.map((r) => [...r.gradAk, ...r.gradAv, r.gradHeadW, r.gradHeadB]);
+    const grads = params.map((_, j) => {
+      const g = sumInOrder(parts, j);
+      for (let k = 0; k < g.length; k++) g[k] /= count;
+      return g;
+    });
+    adam.step(params, grads, 1e-3);
+    const t2 = performance.now();
+    if (step >= 3) {
+      times.push(t2 - t0);
+      reduceTimes.push(t2 - t1);
+    }
+  }
+  const paramBytes = (2 * depth * D * rank + classes * D + classes) * 4;
+  // Covariance: one round of n shards (one per worker), reduced in float64 in shard order.
+  const covShards: MicroShard[] = Array.from({ length: n }, (_, i) => ({
+    index: i,
+    split: "train",
+    samples: Int32Array.of(i),
+  }));
+  const covTimes: number[] = [];
+  for (let r = 0; r < (quick ? 1 : 3); r++) {
+    const acc = Array.from({ length: depth }, () => new Float64Array(D * D));
+    const t0 = performance.now();
+    const res = await pool.map(covShards, (w, s) => w.covariance({ stateVersion: 1, shards: s }));
+    for (const x of res)
+      for (let i = 0; i < depth; i++) for (let k = 0; k < D * D; k++) acc[i][k] += x.sums[i][k];
+    covTimes.push((performance.now() - t0) / n);
+  }
+  await pool.close();
+  fakes.stop();
+  const covBytes = depth * D * D * 4;
+  const sorted = [...times].sort((a, b) => a - b);
+  return {
+    workers: n,
+    step_ms_median: median(times),
+    step_ms_p90: sorted[Math.floor(sorted.length * 0.9)],
+    reduce_and_adam_ms: median(reduceTimes),
+    bytes_sent_per_step: paramBytes * Math.min(n, MICRO_SHARDS),
+    bytes_received_per_step: paramBytes * MICRO_SHARDS,
+    covariance_shard_ms: median(covTimes),
+    covariance_mb_per_s: covBytes / 1e6 / (median(covTimes) / 1000),
+  };
+}
+
+const rows: Row[] = [];
+for (const n of WORKER_COUNTS) {
+  const row = await measure(n);
+  rows.push(row);
+  console.log(
+    `${String(n).padStart(2)} workers: step ${row.step_ms_median.toFixed(1)} ms (p90 ${row.step_ms_p90.toFixed(1)}), ` +
+      `reduce+Adam ${row.reduce_and_adam_ms.toFixed(1)} ms, sent ${(row.bytes_sent_per_step / 1e6).toFixed(2)} MB, ` +
+      `received ${(row.bytes_received_per_step / 1e6).toFixed(2)} MB; covariance shard ${row.covariance_shard_ms.toFixed(0)} ms ` +
+      `(${row.covariance_mb_per_s.toFixed(0)} MB/s)`,
+  );
+}
+const result = {
+  date: new Date().toISOString(),
+  machine: {
+    cpu: os.cpus()[0]?.model,
+    cores: os.availableParallelism(),
+    node: process.version,
+    loadavg: os.loadavg(),
+  },
+  setup: {
+    D,
+    depth,
+    rank,
+    classes,
+    micro_shards: MICRO_SHARDS,
+    batch: BATCH,
+    steps: STEPS,
+    transport: "gRPC on loopback, workers in one other process",
+  },
+  rows,
+};
+mkdirSync(path.join(here, "results"), { recursive: true });
+if (!quick) {
+  writeFileSync(path.join(here, "results", "allreduce.json"), `${JSON.stringify(result, null, 1)}\n`);
+  const md = [
+    "# Coordinator all-reduce (ViT-B/16 payloads, gRPC on loopback)",
+    "",
+    `${result.date}, ${result.machine.cpu} × ${result.machine.cores}, Node ${result.machine.node}; load average ${result.machine.loadavg.map((x) => x.toFixed(1)).join(" ")}.`,
+    `Per step: A_t (12 × 2 × 768 × 10) and head sent to every worker, gradients of ${MICRO_SHARDS} micro-shards received, float64 reduction in shard order, Adam. Workers answer instantly (no compute).`,
+    "",
+    "| workers | step ms (median) | p90 | reduce + Adam ms | sent MB | received MB | covariance shard ms | covariance MB/s |",
+    "|---|---|---|---|---|---|---|---|",
+    ...rows.map(
+      (r) =>
+        `| ${r.workers} | ${r.step_ms_median.toFixed(1)} | ${r.step_ms_p90.toFixed(1)} | ${r.reduce_and_adam_ms.toFixed(1)} | ${(r.bytes_sent_per_step / 1e6).toFixed(2)} | ${(r.bytes_received_per_step / 1e6).toFixed(2)} | ${r.covariance_shard_ms.toFixed(0)} | ${r.covariance_mb_per_s.toFixed(0)} |`,
+    ),
+    "",
+  ].join("\n");
+  writeFileSync(path.join(here, "results", "allreduce.md"), md);
+}
+process.exit(0);
