@@ -22,8 +22,8 @@ import {
   type WorkerClient,
 } from "../common/protocol.js";
 import { selectBackend } from "./backend.js";
+import type { LoaderDataset } from "./data/open_dataset.js";
 import { openDataset } from "./data/open_dataset.js";
-import type { ImageDataset } from "./data/types.js";
 import { imagesToPatches } from "./model/layers.js";
 import { loadWeights } from "./model/load_weights.js";
 import { lossAndGrads } from "./model/objective.js";
@@ -52,7 +52,7 @@ export class WorkerEngine implements WorkerClient {
   readonly workerId = randomUUID();
   readonly name: string;
   private model?: InfLoraVit;
-  private dataset?: ImageDataset;
+  private dataset?: LoaderDataset;
   private setupReq?: SetupRequest;
   private readonly states = new Map<number, TaskState>();
   private live?: LiveState;
@@ -117,9 +117,13 @@ export class WorkerEngine implements WorkerClient {
       // float64 across the shard's forward passes: its sum does not depend on how the shard is cut.
       const acc = Array.from({ length: model.depth }, () => new Float64Array(D * D));
       let tokens = 0;
+      const part = (s: number): MicroShard => ({
+        ...shard,
+        samples: shard.samples.subarray(s, Math.min(s + step, n)),
+      });
       for (let s = 0; s < n; s += step) {
-        const part: MicroShard = { ...shard, samples: shard.samples.subarray(s, Math.min(s + step, n)) };
-        const { patches, count } = await this.loadShard(part);
+        if (s + step < n) this.prefetch(part(s + step));
+        const { patches, count } = await this.loadShard(part(s));
         const sums = tf.tidy(() => {
           const blocks: tf.Tensor2D[] = new Array(model.depth);
           const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
@@ -149,8 +153,9 @@ export class WorkerEngine implements WorkerClient {
     if (!live.BT) throw new Error(`state version ${req.stateVersion} has no adapter under training`);
     const params = this.setParams(req.params);
     const out: TrainStepResult[] = [];
-    for (const shard of req.shards) {
+    for (const [k, shard] of req.shards.entries()) {
       if (!shard.targets) throw new Error(`training shard ${shard.index} carries no targets`);
+      if (k + 1 < req.shards.length) this.prefetch(req.shards[k + 1]);
       const { patches, count } = await this.loadShard(shard);
       out.push({
         index: shard.index,
@@ -166,7 +171,8 @@ export class WorkerEngine implements WorkerClient {
     const heads = this.live!.heads;
     if (!heads) throw new Error(`state version ${req.stateVersion} has no heads to evaluate`);
     const out: EvalResult[] = [];
-    for (const shard of req.shards) {
+    for (const [k, shard] of req.shards.entries()) {
+      if (k + 1 < req.shards.length) this.prefetch(req.shards[k + 1]);
       const { patches, count } = await this.loadShard(shard);
       const logits = tf.tidy(() => {
         const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
@@ -229,6 +235,14 @@ export class WorkerEngine implements WorkerClient {
   private patchLen(): number {
     const c = this.model!.cfg;
     return c.inChans * c.patchSize * c.patchSize;
+  }
+
+  /** Starts decoding a shard on the loader threads while the backend computes the current one. */
+  private prefetch(shard: MicroShard): void {
+    this.dataset!.prefetch(shard.split, Array.from(shard.samples), {
+      augment: shard.augment !== undefined,
+      key: shard.augment,
+    });
   }
 
   private async loadShard(shard: MicroShard): Promise<{ patches: Float32Array; count: number }> {
