@@ -60,7 +60,12 @@ export async function runWorkerServer(opts: RunWorkerServerOptions): Promise<voi
     },
     "worker listening",
   );
-  opts.onListening?.({ address: server.address, port: server.port, backend: backend.name, device: backend.device });
+  opts.onListening?.({
+    address: server.address,
+    port: server.port,
+    backend: backend.name,
+    device: backend.device,
+  });
 
   const why = await new Promise<string>((resolve) => {
     const onSignal = (signal: string) => {
