@@ -2,8 +2,12 @@
 /** The `inflora` command: one file per subcommand under cli/commands/. */
 import { Command, InvalidArgumentError } from "commander";
 import { configureLogging, type LogFormat, log } from "../common/log.js";
+import { registerDemo } from "./commands/demo.js";
+import { registerEval } from "./commands/eval.js";
+import { registerExport } from "./commands/export.js";
 import { registerTrain } from "./commands/train.js";
 import { registerWatch } from "./commands/watch.js";
+import { registerWeights } from "./commands/weights.js";
 import { registerWorker } from "./commands/worker.js";
 
 /** Exit codes: 0 success, 1 unexpected failure, 2 usage or config error, 3 bad input data/weights. */
@@ -24,6 +28,10 @@ program
   });
 
 registerTrain(program);
+registerDemo(program);
+registerExport(program);
+registerEval(program);
+registerWeights(program);
 registerWorker(program);
 registerWatch(program);
 

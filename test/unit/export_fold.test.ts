@@ -1,0 +1,67 @@
+/** Folding adapters into qkv: k rows gain Σ A_k B_k, v rows Σ A_v B_v, q rows are untouched. */
+import { describe, expect, it } from "vitest";
+import { foldAdapters, timmConstructor } from "../../cli/export_merged.js";
+import type { TaskAdapters } from "../../coordinator/checkpoint.js";
+import { randomArray } from "../helpers/tiny_vit.js";
+
+const D = 6;
+
+function adapter(rank: number, seed: number): TaskAdapters {
+  const blocks = (n: number, s: number) => [randomArray(n, s), randomArray(n, s + 1)];
+  return {
+    rank,
+    Bk: blocks(rank * D, seed),
+    Bv: blocks(rank * D, seed + 10),
+    Ak: blocks(D * rank, seed + 20),
+    Av: blocks(D * rank, seed + 30),
+  };
+}
+
+/** Σ_s A_s B_s for one block, naively in float64. */
+function product(adapters: TaskAdapters[], block: number, which: "k" | "v"): Float64Array {
+  const out = new Float64Array(D * D);
+  for (const a of adapters) {
+    const A = which === "k" ? a.Ak[block] : a.Av[block];
+    const B = which === "k" ? a.Bk[block] : a.Bv[block];
+    for (let o = 0; o < D; o++)
+      for (let i = 0; i < D; i++)
+        for (let j = 0; j < a.rank; j++) out[o * D + i] += A[o * a.rank + j] * B[j * D + i];
+  }
+  return out;
+}
+
+describe("foldAdapters", () => {
+  const qkv = randomArray(3 * D * D, 7);
+  const adapters = [adapter(2, 100), adapter(3, 200)];
+
+  for (const block of [0, 1]) {
+    it(`block ${block}: q unchanged, k and v gain their products`, () => {
+      const merged = foldAdapters(qkv, D, adapters, block);
+      expect(merged.slice(0, D * D)).toEqual(qkv.slice(0, D * D));
+      for (const [which, offset] of [
+        ["k", D * D],
+        ["v", 2 * D * D],
+      ] as const) {
+        const p = product(adapters, block, which);
+        for (let n = 0; n < D * D; n++) {
+          // Summed in float64 and cast once: within one float32 rounding of the exact value.
+          const exact = qkv[offset + n] + p[n];
+          expect(Math.abs(merged[offset + n] - exact)).toBeLessThanOrEqual(
+            Math.abs(exact) * 2 ** -24 + 1e-12,
+          );
+        }
+      }
+    });
+  }
+
+  it("no adapters: a copy of the base", () => {
+    expect(foldAdapters(qkv, D, [], 0)).toEqual(qkv);
+  });
+
+  it("names the timm constructor with the classes seen", () => {
+    const m = { imgSize: 224, patchSize: 16, embedDim: 768, depth: 12, numHeads: 12, mlpHidden: 3072 };
+    expect(timmConstructor(m, 100)).toBe(
+      "VisionTransformer(img_size=224, patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4, num_classes=100, global_pool='token')",
+    );
+  });
+});
