@@ -27,6 +27,12 @@ program
     configureLogging({ format: o.logFormat, level: o.logLevel });
   });
 
+// Commander's own usage errors (unknown option, missing argument) exit like ours: code 2.
+program.exitOverride((err) => {
+  if (err.exitCode === 0) process.exit(0);
+  process.exit(EXIT.usage);
+});
+
 registerTrain(program);
 registerDemo(program);
 registerExport(program);

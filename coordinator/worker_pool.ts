@@ -44,6 +44,11 @@ export interface PoolOptions {
   readonly waitForWorkersMs?: number;
   /** First retry delay of a failed worker; doubles per failure up to a minute. */
   readonly retryBaseMs?: number;
+  /**
+   * Restart budget: a worker that fails this many times in a row (handshakes that succeed do not count as
+   * recoveries, only calls that do) is quarantined, so a broken worker cannot keep a run spinning.
+   */
+  readonly maxConsecutiveFailures?: number;
   readonly events?: Partial<PoolEvents>;
 }
 
@@ -83,6 +88,7 @@ export class WorkerPool {
       callTimeoutMs: Number.POSITIVE_INFINITY,
       waitForWorkersMs: 120_000,
       retryBaseMs: 2_000,
+      maxConsecutiveFailures: 5,
       ...opts,
     };
     this.events = opts.events ?? {};
@@ -155,7 +161,6 @@ export class WorkerPool {
       m.reply = await withTimeout(m.client.setup(req), this.opts.callTimeoutMs, `setup of ${m.id}`);
       m.status = "ready";
       m.stateVersion = undefined;
-      m.failures = 0;
       this.events.joined?.(m);
     } catch (err) {
       this.markFailed(m, `handshake failed: ${(err as Error).message}`, false);
@@ -163,8 +168,13 @@ export class WorkerPool {
   }
 
   private markFailed(m: PoolMember, reason: string, quarantine: boolean): void {
+    if (m.status === "quarantined") return;
     const wasReady = m.status === "ready";
     m.failures++;
+    if (m.failures >= this.opts.maxConsecutiveFailures) {
+      quarantine = true;
+      reason = `${reason} (${m.failures} failures in a row: quarantined)`;
+    }
     m.status = quarantine ? "quarantined" : "failed";
     m.stateVersion = undefined;
     const delay = Math.min(60_000, this.opts.retryBaseMs * 2 ** Math.min(m.failures - 1, 5));
@@ -177,6 +187,17 @@ export class WorkerPool {
   private async waitForAny(): Promise<void> {
     const deadline = Date.now() + this.opts.waitForWorkersMs;
     while (this.size === 0) {
+      const members = [...this.members.values()];
+      // Nobody new can join a fixed list: with every member quarantined the run cannot go on.
+      if (
+        !this.opts.membership?.dynamic &&
+        members.length > 0 &&
+        members.every((m) => m.status === "quarantined")
+      ) {
+        throw new NoWorkersError(
+          `every worker is quarantined: ${members.map((m) => m.id).join(", ")}; see the worker_failed events for why`,
+        );
+      }
       if (Date.now() > deadline) {
         const seen = [...this.members.values()].map((m) => `${m.id} (${m.status})`).join(", ") || "none";
         throw new NoWorkersError(
@@ -231,6 +252,7 @@ export class WorkerPool {
               );
             }
             for (const r of out) results.set(r.index, r);
+            m.failures = 0;
           } catch (err) {
             this.markFailed(m, (err as Error).message, isMalformedReply(err));
             failedShards.push(...block);

@@ -18,6 +18,8 @@ export type MembershipEvent =
   | { kind: "left"; endpoint: WorkerEndpoint; reason: LeaveReason };
 
 export interface Membership {
+  /** Whether new members can appear (discovery) or the list is fixed for the run. */
+  readonly dynamic: boolean;
   /** Members known now. */
   members(): WorkerEndpoint[];
   /** Listener for joins and departures; returns an unsubscribe function. */

@@ -45,6 +45,7 @@ const REWATCH_DELAY_MS = 1000;
 const CHECK_TIMEOUT_MS = 2000;
 
 class NatsMembership implements Membership {
+  readonly dynamic = true;
   private readonly known = new Map<string, Member>();
   private readonly listeners = new Set<(e: MembershipEvent) => void>();
   /** Rejects pending waitFor calls on close. */

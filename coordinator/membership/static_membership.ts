@@ -24,6 +24,7 @@ export function staticMembership(addresses: string[]): Membership {
   const listeners = new Set<(e: MembershipEvent) => void>();
   let closed = false;
   return {
+    dynamic: false,
     members: () => (closed ? [] : [...endpoints]),
     onChange(listener) {
       listeners.add(listener);
