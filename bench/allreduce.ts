@@ -51,6 +51,8 @@ interface Row {
   workers: number;
   step_ms_median: number;
   step_ms_p90: number;
+  /** CPU time of the coordinator process per step: its own cost, whatever the workers' process does. */
+  coordinator_cpu_ms: number;
   reduce_and_adam_ms: number;
   bytes_sent_per_step: number;
   bytes_received_per_step: number;
@@ -95,9 +97,11 @@ async function measure(n: number): Promise<Row> {
     targets: Int32Array.from({ length: per }, (_, j) => j % classes),
   }));
   const times: number[] = [];
+  const cpuTimes: number[] = [];
   const reduceTimes: number[] = [];
   for (let step = 0; step < STEPS + 3; step++) {
     const t0 = performance.now();
+    const c0 = process.cpuUsage();
     const sent = {
       version: step + 1,
       Ak: master.Ak.map((a) => Float32Array.from(a)),
@@ -117,8 +121,10 @@ async function measure(n: number): Promise<Row> {
     });
     adam.step(params, grads, 1e-3);
     const t2 = performance.now();
+    const c = process.cpuUsage(c0);
     if (step >= 3) {
       times.push(t2 - t0);
+      cpuTimes.push((c.user + c.system) / 1000);
       reduceTimes.push(t2 - t1);
     }
   }
@@ -146,6 +152,7 @@ async function measure(n: number): Promise<Row> {
     workers: n,
     step_ms_median: median(times),
     step_ms_p90: sorted[Math.floor(sorted.length * 0.9)],
+    coordinator_cpu_ms: median(cpuTimes),
     reduce_and_adam_ms: median(reduceTimes),
     bytes_sent_per_step: paramBytes * Math.min(n, MICRO_SHARDS),
     bytes_received_per_step: paramBytes * MICRO_SHARDS,
@@ -159,7 +166,8 @@ for (const n of WORKER_COUNTS) {
   const row = await measure(n);
   rows.push(row);
   console.log(
-    `${String(n).padStart(2)} workers: step ${row.step_ms_median.toFixed(1)} ms (p90 ${row.step_ms_p90.toFixed(1)}), ` +
+    `${String(n).padStart(2)} workers: step ${row.step_ms_median.toFixed(1)} ms (p90 ${row.step_ms_p90.toFixed(1)}, ` +
+      `coordinator CPU ${row.coordinator_cpu_ms.toFixed(1)} ms), ` +
       `reduce+Adam ${row.reduce_and_adam_ms.toFixed(1)} ms, sent ${(row.bytes_sent_per_step / 1e6).toFixed(2)} MB, ` +
       `received ${(row.bytes_received_per_step / 1e6).toFixed(2)} MB; covariance shard ${row.covariance_shard_ms.toFixed(0)} ms ` +
       `(${row.covariance_mb_per_s.toFixed(0)} MB/s)`,
@@ -194,11 +202,11 @@ if (!quick) {
     `${result.date}, ${result.machine.cpu} × ${result.machine.cores}, Node ${result.machine.node}; load average ${result.machine.loadavg.map((x) => x.toFixed(1)).join(" ")}.`,
     `Per step: A_t (12 × 2 × 768 × 10) and head sent to every worker, gradients of ${MICRO_SHARDS} micro-shards received, float64 reduction in shard order, Adam. Workers answer instantly (no compute).`,
     "",
-    "| workers | step ms (median) | p90 | reduce + Adam ms | sent MB | received MB | covariance shard ms | covariance MB/s |",
-    "|---|---|---|---|---|---|---|---|",
+    "| workers | step ms (median, wall) | p90 | coordinator CPU ms/step | reduce + Adam ms | sent MB | received MB | covariance shard ms | covariance MB/s |",
+    "|---|---|---|---|---|---|---|---|---|",
     ...rows.map(
       (r) =>
-        `| ${r.workers} | ${r.step_ms_median.toFixed(1)} | ${r.step_ms_p90.toFixed(1)} | ${r.reduce_and_adam_ms.toFixed(1)} | ${(r.bytes_sent_per_step / 1e6).toFixed(2)} | ${(r.bytes_received_per_step / 1e6).toFixed(2)} | ${r.covariance_shard_ms.toFixed(0)} | ${r.covariance_mb_per_s.toFixed(0)} |`,
+        `| ${r.workers} | ${r.step_ms_median.toFixed(1)} | ${r.step_ms_p90.toFixed(1)} | ${r.coordinator_cpu_ms.toFixed(1)} | ${r.reduce_and_adam_ms.toFixed(1)} | ${(r.bytes_sent_per_step / 1e6).toFixed(2)} | ${(r.bytes_received_per_step / 1e6).toFixed(2)} | ${r.covariance_shard_ms.toFixed(0)} | ${r.covariance_mb_per_s.toFixed(0)} |`,
     ),
     "",
   ].join("\n");
