@@ -1,7 +1,10 @@
 /**
- * Compute backend selection: tfjs-node-gpu → tfjs-node → wasm → cpu, first available wins unless one is
- * forced (`--backend` / INFLORA_BACKEND). The native packages are optionalDependencies whose install step
- * may have failed (no libtensorflow download here), so each is probed with a dynamic import in try/catch.
+ * Compute backend selection: tfjs-node-gpu → tfjs-node → blas → wasm → cpu, first available wins unless
+ * one is forced (`--backend` / INFLORA_BACKEND). The native packages are optionalDependencies whose install
+ * step may have failed (no libtensorflow download here), so each is probed with a dynamic import in
+ * try/catch. `blas` (the cpu backend with OpenBLAS matmuls, worker/blas_backend.ts) is a candidate only when
+ * the optional addon of `npm run build:native` loaded; otherwise it is passed over silently and the log
+ * says why.
  */
 import { createRequire } from "node:module";
 import os from "node:os";
@@ -11,13 +14,16 @@ import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-cpu";
 
+import { log } from "../common/log.js";
+import { describeNative, nativeStatus } from "../native/index.js";
 import { BACKEND_NAMES, type BackendName } from "./backend_names.js";
+import { BLAS_BACKEND, registerBlasBackend } from "./blas_backend.js";
 
 export { BACKEND_NAMES, type BackendName };
 
 export interface BackendInfo {
   readonly name: BackendName;
-  /** tfjs's own backend id ("tensorflow", "wasm", "cpu"). */
+  /** tfjs's own backend id ("tensorflow", "blas", "wasm", "cpu"). */
   readonly tfBackend: string;
   readonly device: string;
   /** Why earlier candidates were passed over, for the log. */
@@ -72,6 +78,18 @@ async function tryWasm(): Promise<string | undefined> {
   return undefined;
 }
 
+async function tryBlas(): Promise<string | undefined> {
+  const native = nativeStatus();
+  if (!native.addon) return native.reason;
+  try {
+    registerBlasBackend(native.addon);
+    if (!(await tf.setBackend(BLAS_BACKEND))) return "blas backend did not initialise";
+  } catch (err) {
+    return `blas backend failed (${firstLine(err)})`;
+  }
+  return undefined;
+}
+
 function firstLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   return text.split("\n")[0].slice(0, 200);
@@ -110,8 +128,14 @@ async function initialise(requested?: string): Promise<BackendInfo> {
   const skipped: string[] = [];
   for (const name of candidates) {
     let reason: string | undefined;
+    if (name === "blas" && !forced && !nativeStatus().addon) {
+      // Optional by design: not a failed candidate, but say which path the process takes and why.
+      log.info({ reason: nativeStatus().reason }, "blas backend not available; using the next backend");
+      continue;
+    }
     if (name === "node-gpu") reason = await tryNative("@tensorflow/tfjs-node-gpu");
     else if (name === "node") reason = await tryNative("@tensorflow/tfjs-node");
+    else if (name === "blas") reason = await tryBlas();
     else if (name === "wasm") reason = await tryWasm();
     else reason = (await tf.setBackend("cpu")) ? undefined : "cpu backend did not initialise";
     if (reason === undefined) {
@@ -128,7 +152,9 @@ async function initialise(requested?: string): Promise<BackendInfo> {
 function describeDevice(name: BackendName): string {
   if (name === "node-gpu") return "gpu (libtensorflow CUDA)";
   const cpu = os.cpus()[0]?.model?.trim() ?? "unknown cpu";
-  return `${cpu} × ${os.availableParallelism()}`;
+  const addon = nativeStatus().addon;
+  const blas = name === "blas" && addon ? `, ${describeNative(addon)}` : "";
+  return `${cpu} × ${os.availableParallelism()}${blas}`;
 }
 
 export function currentBackend(): BackendInfo | undefined {

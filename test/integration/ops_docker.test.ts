@@ -76,6 +76,32 @@ describe("Dockerfiles", () => {
     }
   });
 
+  it.each(DOCKERFILES)("%s copies every module the CLI can import (static and dynamic imports)", (name) => {
+    const copied = copySources(path.join(DOCKER, name)).map((s) => s.replace(/\/$/, ""));
+    const seen = new Set<string>();
+    const queue = [path.join(ROOT, "cli/main.ts")];
+    while (queue.length > 0) {
+      const file = queue.pop() as string;
+      if (seen.has(file)) continue;
+      seen.add(file);
+      const text = readFileSync(file, "utf8");
+      for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*)"(\.{1,2}\/[^"]+)"/g)) {
+        const target = path.resolve(path.dirname(file), m[1]);
+        const ts = target.replace(/\.js$/, ".ts");
+        if (existsSync(ts)) queue.push(ts);
+        else if (existsSync(target) && /\.(ts|mjs|js)$/.test(target)) queue.push(target);
+      }
+    }
+    expect(seen.size).toBeGreaterThan(50);
+    for (const file of seen) {
+      const rel = path.relative(ROOT, file);
+      expect(
+        copied.some((c) => rel === c || rel.startsWith(`${c}/`)),
+        `${name}: the CLI imports ${rel}, which the image does not COPY`,
+      ).toBe(true);
+    }
+  });
+
   it("GPU image: CUDA 11.2 + cuDNN 8 runtime and Node 20; CPU image: node:20-bookworm-slim", () => {
     const gpu = readFileSync(path.join(DOCKER, "Dockerfile.gpu"), "utf8");
     expect(gpu).toContain("ARG CUDA_IMAGE=nvidia/cuda:11.2.2-cudnn8-runtime-ubuntu20.04");

@@ -1,0 +1,46 @@
+{
+  "variables": {
+    "common_cflags": ["-std=c++17", "-O3", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wextra"]
+  },
+  "targets": [
+    {
+      "target_name": "inflora_native",
+      "sources": [
+        "src/addon.cc",
+        "src/gemm.cc",
+        "src/lapack.cc",
+        "src/eigh_select.cc",
+        "src/elementwise.cc",
+        "src/kernel_table.cc",
+        "src/kernels_impl.cc"
+      ],
+      "defines": ["NAPI_VERSION=8", "INFLORA_KERNEL_VARIANT=baseline"],
+      "cflags_cc": ["<@(common_cflags)"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-llapacke", "-lopenblas"],
+      "conditions": [
+        [
+          "target_arch=='x64'",
+          { "dependencies": ["inflora_kernels_avx2"], "defines": ["INFLORA_HAVE_AVX2_VARIANT"] }
+        ]
+      ]
+    }
+  ],
+  "conditions": [
+    [
+      "target_arch=='x64'",
+      {
+        "targets": [
+          {
+            "target_name": "inflora_kernels_avx2",
+            "type": "static_library",
+            "sources": ["src/kernels_impl.cc"],
+            "defines": ["INFLORA_KERNEL_VARIANT=avx2"],
+            "cflags": ["-fPIC"],
+            "cflags_cc": ["<@(common_cflags)", "-mavx2", "-mfma"]
+          }
+        ]
+      }
+    ]
+  ]
+}

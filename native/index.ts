@@ -1,0 +1,135 @@
+/**
+ * Loads the optional native addon (`npm run build:native`: OpenBLAS GEMM and LAPACK). Absent, it is not
+ * an error: callers fall back to wasm/cpu kernels and the TypeScript linear algebra, and `nativeStatus()`
+ * says why. INFLORA_NATIVE=0 turns it off (to measure or test the fallback); INFLORA_NATIVE_PATH points at
+ * another build.
+ */
+import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+
+/** Row-major GEMM, tfjs BatchMatMul semantics: c[i] = op(a[i % batchA]) · op(b[i % batchB]). */
+type Gemm<T> = (
+  a: T,
+  b: T,
+  c: T,
+  batchA: number,
+  batchB: number,
+  m: number,
+  n: number,
+  k: number,
+  transA: boolean,
+  transB: boolean,
+) => void;
+
+export interface NativeAddon {
+  readonly sgemm: Gemm<Float32Array>;
+  readonly dgemm: Gemm<Float64Array>;
+  /** c (n×n, both triangles) = a aᵀ for a row-major n×k. */
+  dsyrk(a: Float64Array, c: Float64Array, n: number, k: number): void;
+  /** All eigenpairs by divide and conquer; values descending, vectors row-major n×n (column j ↔ values[j]). */
+  dsyevd(a: Float64Array, n: number): { values: Float64Array; vectors: Float64Array };
+  /** The `count` largest eigenpairs (MRRR); values descending, vectors row-major n×count. */
+  dsyevr(
+    a: Float64Array,
+    n: number,
+    count: number,
+    wantVectors: boolean,
+  ): { values: Float64Array; vectors?: Float64Array };
+  /**
+   * All eigenvalues (ascending), then the eigenvectors of the index ranges `select` returns as a flat
+   * [lo0, hi0, lo1, hi1, …] (half-open, ascending indices); vectors column-major n×m in range order.
+   */
+  eighSelect(
+    a: Float64Array,
+    n: number,
+    select: (valuesAscending: Float64Array) => number[],
+  ): { values: Float64Array; vectors: Float64Array };
+  /** Orthonormal basis of the complement of span(basis) (row-major d×k), column-major d×(d−k). */
+  complementBasis(basis: Float64Array, d: number, k: number): Float64Array;
+  /** Float32 elementwise ops (tfjs semantics; see native/src/elementwise.cc). */
+  binary(
+    op: "add" | "sub" | "mul" | "div" | "sqdiff",
+    a: Float32Array,
+    aShape: readonly number[],
+    b: Float32Array,
+    bShape: readonly number[],
+    out: Float32Array,
+    outShape: readonly number[],
+  ): void;
+  addN(inputs: readonly Float32Array[], out: Float32Array): void;
+  unary(
+    op: "neg" | "exp" | "square" | "sqrt" | "rsqrt" | "reciprocal" | "abs" | "erf",
+    x: Float32Array,
+    out: Float32Array,
+  ): void;
+  softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  transpose(x: Float32Array, shape: readonly number[], perm: readonly number[], out: Float32Array): void;
+  /** x viewed as [outer, reduce, inner], reduced over the middle axis into out [outer, inner]. */
+  reduce(
+    op: "sum" | "mean" | "max" | "min",
+    x: Float32Array,
+    outer: number,
+    reduce: number,
+    inner: number,
+    out: Float32Array,
+  ): void;
+  blasInfo(): { config: string; core: string; threads: number; kernels: string };
+  setThreads(threads: number): void;
+}
+
+export interface NativeStatus {
+  readonly addon?: NativeAddon;
+  /** Why there is no addon. */
+  readonly reason?: string;
+  /** describeNative() at load time, when loaded. */
+  readonly description?: string;
+  readonly path: string;
+}
+
+export const BUILD_HINT = "run npm run build:native (needs apt-get install libopenblas-dev liblapacke-dev)";
+
+const DEFAULT_PATH = fileURLToPath(new URL("./build/Release/inflora_native.node", import.meta.url));
+
+let status: NativeStatus | undefined;
+
+function load(): NativeStatus {
+  const path = process.env.INFLORA_NATIVE_PATH || DEFAULT_PATH;
+  const flag = process.env.INFLORA_NATIVE?.toLowerCase();
+  if (flag === "0" || flag === "off" || flag === "false") {
+    return { path, reason: `native addon disabled by INFLORA_NATIVE=${process.env.INFLORA_NATIVE}` };
+  }
+  if (!existsSync(path)) return { path, reason: `native addon not built (${BUILD_HINT})` };
+  try {
+    const addon = createRequire(import.meta.url)(path) as NativeAddon;
+    return { path, addon, description: describeNative(addon) };
+  } catch (err) {
+    const text = err instanceof Error ? err.message : String(err);
+    return { path, reason: `native addon failed to load (${text.split("\n")[0]}); ${BUILD_HINT}` };
+  }
+}
+
+/** "OpenBLAS 0.3.21 Haswell, 1 thread, avx2 kernels": the library, its kernel, threads now, our kernels. */
+export function describeNative(addon: NativeAddon): string {
+  const info = addon.blasInfo();
+  const words = info.config.split(" ");
+  const threads = `${info.threads} thread${info.threads === 1 ? "" : "s"}`;
+  return `${words.slice(0, 2).join(" ")} ${info.core}, ${threads}, ${info.kernels} kernels`;
+}
+
+/** The addon's load outcome, decided once per process (and per worker thread). */
+export function nativeStatus(): NativeStatus {
+  status ??= load();
+  return status;
+}
+
+export function nativeAddon(): NativeAddon | undefined {
+  return nativeStatus().addon;
+}
+
+/** The addon, or an error that says how to build it: for tests and benchmarks that need it. */
+export function requireNative(): NativeAddon {
+  const s = nativeStatus();
+  if (!s.addon) throw new Error(s.reason ?? BUILD_HINT);
+  return s.addon;
+}

@@ -1,0 +1,146 @@
+// The loops behind kernels.h, compiled once per instruction-set variant (INFLORA_KERNEL_VARIANT).
+#include <cmath>
+
+#include "fast_math.h"
+#include "kernels.h"
+
+#ifndef INFLORA_KERNEL_VARIANT
+#error "define INFLORA_KERNEL_VARIANT (baseline or avx2)"
+#endif
+
+namespace inflora {
+namespace INFLORA_KERNEL_VARIANT {
+namespace {
+
+struct AddOp {
+  static float f(float a, float b) { return a + b; }
+};
+struct SubOp {
+  static float f(float a, float b) { return a - b; }
+};
+struct MulOp {
+  static float f(float a, float b) { return a * b; }
+};
+struct DivOp {
+  static float f(float a, float b) { return a / b; }
+};
+struct SqDiffOp {
+  static float f(float a, float b) { return (a - b) * (a - b); }
+};
+
+template <class Op>
+void binaryInner(const float* __restrict a, int64_t sa, const float* __restrict b, int64_t sb, float* __restrict o,
+                 int64_t n) {
+  if (sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; i++) o[i] = Op::f(a[i], b[i]);
+  } else if (sa == 1) {
+    const float bv = *b;
+    for (int64_t i = 0; i < n; i++) o[i] = Op::f(a[i], bv);
+  } else if (sb == 1) {
+    const float av = *a;
+    for (int64_t i = 0; i < n; i++) o[i] = Op::f(av, b[i]);
+  } else {
+    const float v = Op::f(*a, *b);
+    for (int64_t i = 0; i < n; i++) o[i] = v;
+  }
+}
+
+template <class Op>
+void binaryWalk(const float* a, const float* b, float* o, const Walk& w) {
+  const int last = w.rank - 1;
+  const int64_t n = w.shape[last];
+  int64_t outer = 1;
+  for (int i = 0; i < last; i++) outer *= w.shape[i];
+  int64_t idx[kMaxRank] = {0};
+  int64_t offA = 0, offB = 0;
+  for (int64_t t = 0; t < outer; t++) {
+    binaryInner<Op>(a + offA, w.sa[last], b + offB, w.sb[last], o + t * n, n);
+    // Odometer over the outer dims.
+    for (int d = last - 1; d >= 0; d--) {
+      idx[d]++;
+      offA += w.sa[d];
+      offB += w.sb[d];
+      if (idx[d] < w.shape[d]) break;
+      offA -= w.sa[d] * w.shape[d];
+      offB -= w.sb[d] * w.shape[d];
+      idx[d] = 0;
+    }
+  }
+}
+
+void binary(BinaryOp op, const float* a, const float* b, float* o, const Walk& w) {
+  switch (op) {
+    case BinaryOp::kAdd: return binaryWalk<AddOp>(a, b, o, w);
+    case BinaryOp::kSub: return binaryWalk<SubOp>(a, b, o, w);
+    case BinaryOp::kMul: return binaryWalk<MulOp>(a, b, o, w);
+    case BinaryOp::kDiv: return binaryWalk<DivOp>(a, b, o, w);
+    case BinaryOp::kSqDiff: return binaryWalk<SqDiffOp>(a, b, o, w);
+    case BinaryOp::kAddInPlace: {
+      const int64_t n = w.shape[0];
+      for (int64_t i = 0; i < n; i++) o[i] = o[i] + b[i];
+      return;
+    }
+  }
+}
+
+#define UNARY_LOOP(expr)                                          \
+  for (int64_t i = 0; i < n; i++) {                               \
+    const float v = x[i];                                         \
+    o[i] = (expr);                                                \
+  }                                                               \
+  return
+
+void unary(UnaryOp op, const float* __restrict x, float* __restrict o, int64_t n) {
+  switch (op) {
+    case UnaryOp::kNeg: UNARY_LOOP(-v);
+    case UnaryOp::kExp: UNARY_LOOP(fastExp(v));
+    case UnaryOp::kSquare: UNARY_LOOP(v * v);
+    case UnaryOp::kSqrt: UNARY_LOOP(std::sqrt(v));
+    case UnaryOp::kRsqrt: UNARY_LOOP(1.0f / std::sqrt(v));
+    case UnaryOp::kReciprocal: UNARY_LOOP(1.0f / v);
+    case UnaryOp::kAbs: UNARY_LOOP(std::fabs(v));
+    case UnaryOp::kErf: UNARY_LOOP(tfjsErf(v));
+  }
+}
+
+// x − max, exp, divided by the sum (accumulated in double): the cpu kernel's steps.
+void softmax(const float* __restrict x, float* __restrict o, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; r++) {
+    const float* xr = x + r * cols;
+    float* orow = o + r * cols;
+    float m = -__builtin_inff();
+    int nan = 0;
+    for (int64_t j = 0; j < cols; j++) {
+      m = xr[j] > m ? xr[j] : m;
+      nan |= xr[j] != xr[j];
+    }
+    if (nan) m = __builtin_nanf("");
+    for (int64_t j = 0; j < cols; j++) orow[j] = fastExp(xr[j] - m);
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int64_t j = 0;
+    for (; j + 3 < cols; j += 4) {
+      s0 += orow[j];
+      s1 += orow[j + 1];
+      s2 += orow[j + 2];
+      s3 += orow[j + 3];
+    }
+    for (; j < cols; j++) s0 += orow[j];
+    const float s = static_cast<float>((s0 + s1) + (s2 + s3));
+    for (int64_t k = 0; k < cols; k++) orow[k] = orow[k] / s;
+  }
+}
+
+}  // namespace
+}  // namespace INFLORA_KERNEL_VARIANT
+
+#define INFLORA_STR2(x) #x
+#define INFLORA_STR(x) INFLORA_STR2(x)
+#define INFLORA_CAT2(a, b) a##b
+#define INFLORA_CAT(a, b) INFLORA_CAT2(a, b)
+
+KernelTable INFLORA_CAT(INFLORA_KERNEL_VARIANT, Kernels)() {
+  return {INFLORA_STR(INFLORA_KERNEL_VARIANT), INFLORA_KERNEL_VARIANT::binary, INFLORA_KERNEL_VARIANT::unary,
+          INFLORA_KERNEL_VARIANT::softmax};
+}
+
+}  // namespace inflora
