@@ -1,26 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { transposeHost } from "./host_math.js";
 
-export const LAYER_NORM_EPS = 1e-6;
-
-/** LayerNorm over the last axis with the biased variance, as torch.nn.LayerNorm computes it. */
-export function layerNorm(
-  x: tf.Tensor2D,
-  gamma: tf.Tensor1D,
-  beta: tf.Tensor1D,
-  eps = LAYER_NORM_EPS,
-): tf.Tensor2D {
-  return tf.tidy(() => {
-    const mean = tf.mean(x, -1, true);
-    const centered = tf.sub(x, mean);
-    const variance = tf.mean(tf.square(centered), -1, true);
-    return tf.add(tf.mul(tf.mul(centered, tf.rsqrt(tf.add(variance, eps))), gamma), beta) as tf.Tensor2D;
-  });
-}
-
-/** Exact GELU, 0.5·x·(1 + erf(x/√2)), as torch.nn.GELU() (approximate="none"). */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.tidy(() => tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1)));
-}
+export { gelu, LAYER_NORM_EPS, layerNorm } from "./fused_ops.js";
 
 /**
  * y = x Wᵀ + b with W frozen. Both W ([out, in]) and Wᵀ ([in, out]) are kept so that the forward pass and
@@ -28,13 +9,18 @@ export function gelu(x: tf.Tensor): tf.Tensor {
  * gradient for W is ever computed.
  */
 export class FrozenLinear {
+  /** Builds both layouts on the host: no transpose kernel, no temporary tensor. */
   static fromHost(
     weight: Float32Array,
     bias: Float32Array,
     outFeatures: number,
     inFeatures: number,
   ): FrozenLinear {
-    return new FrozenLinear(tf.tensor2d(weight, [outFeatures, inFeatures]), tf.tensor1d(bias));
+    return new FrozenLinear(
+      tf.tensor2d(weight, [outFeatures, inFeatures]),
+      tf.tensor1d(bias),
+      tf.tensor2d(transposeHost(weight, outFeatures, inFeatures), [inFeatures, outFeatures]),
+    );
   }
 
   readonly wt: tf.Tensor2D;
@@ -42,20 +28,30 @@ export class FrozenLinear {
   readonly b: tf.Tensor1D;
   private readonly fn: (x: tf.Tensor2D) => tf.Tensor2D;
 
-  /** Takes ownership of `w` ([out, in], as torch stores it) and `b`. */
-  constructor(w: tf.Tensor2D, b: tf.Tensor1D) {
+  /** Takes ownership of `w` ([out, in], as torch stores it), `b` and, if given, `wt` (its transpose). */
+  constructor(w: tf.Tensor2D, b: tf.Tensor1D, wt?: tf.Tensor2D) {
     this.w = w;
-    this.wt = tf.tidy(() => tf.transpose(w) as tf.Tensor2D);
+    this.wt = wt ?? tf.tidy(() => tf.transpose(w) as tf.Tensor2D);
     this.b = b;
-    const { wt } = this;
     this.fn = tf.customGrad(((x: tf.Tensor2D) => ({
-      value: tf.add(tf.matMul(x, wt), b),
-      gradFunc: (dy: tf.Tensor2D) => [tf.matMul(dy, w)],
+      value: this.forward(x),
+      gradFunc: (dy: tf.Tensor2D) => [this.backward(dy)],
     })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor2D) => tf.Tensor2D;
   }
 
+  /** For autodiff users: the input gradient is hand-written (see backward). */
   apply(x: tf.Tensor2D): tf.Tensor2D {
     return this.fn(x);
+  }
+
+  /** x Wᵀ + b as one fused kernel (the bias add rides along in XNNPACK on wasm). */
+  forward(x: tf.Tensor2D): tf.Tensor2D {
+    return tf.fused.matMul({ a: x, b: this.wt, bias: this.b }) as tf.Tensor2D;
+  }
+
+  /** dL/dx = dL/dy · W. */
+  backward(dy: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(dy, this.w) as tf.Tensor2D;
   }
 
   dispose(): void {

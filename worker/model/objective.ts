@@ -3,7 +3,10 @@
  * targets, and its gradients w.r.t. the trainable Aᵀ (k and v, every block) and head t.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { tidyAll } from "./scope.js";
 import type { InfLoraVit } from "./vit.js";
+import { trainingPass } from "./vit_backprop.js";
+import { gridSize } from "./vit_config.js";
 
 export interface Trainables {
   /** Per block Aᵀ [r, D] for k and v. */
@@ -36,7 +39,54 @@ export function headLogits(
   return tf.add(tf.matMul(feats, p.headW, false, true), p.headB);
 }
 
-/** Loss sum, correct count and gradients for one micro-shard; leaves no tensors behind. */
+/** Float64 running sums of a micro-shard's gradients, in the layouts StepOutput reports. */
+class GradientSums {
+  lossSum = 0;
+  correct = 0;
+  readonly ak: Float64Array[];
+  readonly av: Float64Array[];
+  readonly headW: Float64Array;
+  readonly headB: Float64Array;
+
+  constructor(
+    depth: number,
+    private readonly D: number,
+    private readonly rank: number,
+    classes: number,
+  ) {
+    this.ak = Array.from({ length: depth }, () => new Float64Array(D * rank));
+    this.av = Array.from({ length: depth }, () => new Float64Array(D * rank));
+    this.headW = new Float64Array(classes * D);
+    this.headB = new Float64Array(classes);
+  }
+
+  /** Adds a gradient given in Aᵀ layout [r, D] to a sum in A layout [D, r]. */
+  addTransposed(acc: Float64Array, gT: Float32Array): void {
+    const { D, rank } = this;
+    for (let k = 0; k < rank; k++) for (let j = 0; j < D; j++) acc[j * rank + k] += gT[k * D + j];
+  }
+
+  add(acc: Float64Array, g: Float32Array): void {
+    for (let j = 0; j < acc.length; j++) acc[j] += g[j];
+  }
+
+  output(): StepOutput {
+    return {
+      lossSum: this.lossSum,
+      correct: this.correct,
+      gradAk: this.ak.map((a) => Float32Array.from(a)),
+      gradAv: this.av.map((a) => Float32Array.from(a)),
+      gradHeadW: Float32Array.from(this.headW),
+      gradHeadB: Float32Array.from(this.headB),
+    };
+  }
+}
+
+/**
+ * Loss sum, correct count and gradients for one micro-shard; leaves no tensors behind. Where the compute
+ * policy runs images one at a time (wasm), the images go through in order and their gradients are summed
+ * in float64, so a micro-shard's result does not depend on anything but its images.
+ */
 export function lossAndGrads(
   model: InfLoraVit,
   patches: Float32Array,
@@ -45,42 +95,42 @@ export function lossAndGrads(
   BT: readonly tf.Tensor2D[],
   p: Trainables,
 ): StepOutput {
+  const { cfg } = model;
   const depth = BT.length;
   const classes = p.headB.shape[0];
-  const patchLen = patches.length / (count * (model.cfg.imgSize / model.cfg.patchSize) ** 2);
-  let logitsKept: tf.Tensor | undefined;
-  const result = tf.tidy(() => {
-    const x = tf.tensor2d(patches, [patches.length / patchLen, patchLen]);
-    const onehot = tf.oneHot(tf.tensor1d(targets, "int32"), classes);
-    const loss = (...vars: tf.Tensor[]) => {
-      const trainables: Trainables = {
-        AkT: vars.slice(0, depth) as tf.Tensor2D[],
-        AvT: vars.slice(depth, 2 * depth) as tf.Tensor2D[],
-        headW: vars[2 * depth] as tf.Tensor2D,
-        headB: vars[2 * depth + 1] as tf.Tensor1D,
-      };
-      const logits = headLogits(model, x, count, BT, trainables);
-      logitsKept = tf.keep(logits);
-      return tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), onehot))) as tf.Scalar;
-    };
-    const { value, grads } = tf.valueAndGrads(loss)([...p.AkT, ...p.AvT, p.headW, p.headB]);
-    const gA = grads.slice(0, 2 * depth).map((g) => tf.transpose(g));
-    return { value, gA, gW: grads[2 * depth], gB: grads[2 * depth + 1] };
-  });
-  const predicted = tf.tidy(() => tf.argMax(logitsKept!, 1));
-  const pred = predicted.dataSync();
-  tf.dispose([predicted, logitsKept!]);
-  let correct = 0;
-  for (let i = 0; i < count; i++) if (pred[i] === targets[i]) correct++;
-  const gA = result.gA.map((t) => t.dataSync() as Float32Array);
-  const out: StepOutput = {
-    lossSum: result.value.dataSync()[0],
-    correct,
-    gradAk: gA.slice(0, depth),
-    gradAv: gA.slice(depth),
-    gradHeadW: result.gW.dataSync() as Float32Array,
-    gradHeadB: result.gB.dataSync() as Float32Array,
-  };
-  tf.dispose([result.value, ...result.gA, result.gW, result.gB]);
-  return out;
+  const rowsPerImage = gridSize(cfg) ** 2;
+  const patchLen = patches.length / (count * rowsPerImage);
+  const view = model.internals({ BT, AkT: p.AkT, AvT: p.AvT });
+  const per = view.policy.perImage ? 1 : count;
+  const sums = new GradientSums(depth, cfg.embedDim, BT[0].shape[1], classes);
+  for (let start = 0; start < count; start += per) {
+    const n = Math.min(per, count - start);
+    const onehot = new Float32Array(n * classes);
+    for (let b = 0; b < n; b++) onehot[b * classes + targets[start + b]] = 1;
+    const out = tidyAll(() => {
+      const rows = patches.subarray(start * rowsPerImage * patchLen, (start + n) * rowsPerImage * patchLen);
+      const x = tf.tensor2d(rows, [n * rowsPerImage, patchLen]);
+      return trainingPass(view, x, n, tf.tensor2d(onehot, [n, classes]), p.headW, p.headB);
+    });
+    sums.lossSum += out.lossSum.dataSync()[0];
+    const logits = out.logits.dataSync();
+    for (let b = 0; b < n; b++) {
+      if (argMax(logits.subarray(b * classes, (b + 1) * classes)) === targets[start + b]) sums.correct++;
+    }
+    for (let i = 0; i < depth; i++) {
+      sums.addTransposed(sums.ak[i], out.dAkT[i].dataSync() as Float32Array);
+      sums.addTransposed(sums.av[i], out.dAvT[i].dataSync() as Float32Array);
+    }
+    sums.add(sums.headW, out.dHeadW.dataSync() as Float32Array);
+    sums.add(sums.headB, out.dHeadB.dataSync() as Float32Array);
+    tf.dispose([out.lossSum, out.logits, ...out.dAkT, ...out.dAvT, out.dHeadW, out.dHeadB]);
+  }
+  return sums.output();
+}
+
+/** Index of the first largest entry, as tf.argMax picks it. */
+function argMax(row: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
+  return best;
 }
