@@ -1,9 +1,13 @@
 /**
- * Symmetric eigendecomposition in float64: Householder tridiagonalisation (tridiagonal.ts), then
- * implicit QL/QR on the tridiagonal matrix with the rotations accumulated into Q
- * (tridiagonal-eig.ts). Backward stable: ‖A − VΛVᵀ‖ and ‖VᵀV − I‖ are a small multiple of n·ε·‖A‖.
+ * Symmetric eigendecomposition in float64. With the native addon: LAPACK's dsyevd (divide and conquer;
+ * as fast as dsyevr here and more robust on clustered spectra). Without it: Householder
+ * tridiagonalisation (tridiagonal.ts), then implicit QL/QR on the tridiagonal matrix with the rotations
+ * accumulated into Q (tridiagonal-eig.ts). Both are backward stable: ‖A − VΛVᵀ‖ and ‖VᵀV − I‖ are a small
+ * multiple of n·ε·‖A‖.
  */
 
+import type { NativeAddon } from "../../native/index.js";
+import { lapack, withLapackThreads } from "./lapack.js";
 import { identity, type Mat, mat } from "./matrix.js";
 import { tridiagonalize } from "./tridiagonal.js";
 import { tridiagonalEigen } from "./tridiagonal-eig.js";
@@ -21,9 +25,27 @@ export interface Eigh {
  * eigenvalues are some orthonormal basis of their eigenspace; signs are arbitrary (but deterministic).
  */
 export function eighDescending(a: Mat): Eigh {
+  return eigh(a, lapack());
+}
+
+/** eighDescending through the TypeScript implementation, whatever is installed (tests, benchmarks). */
+export function eighDescendingTs(a: Mat): Eigh {
+  return eigh(a, undefined);
+}
+
+/**
+ * The lower triangle of `a` checked (square, finite) and scaled by an exact power of two when its
+ * magnitude is extreme: squares and products in the reductions then neither overflow nor underflow.
+ * `zero` when a = 0. `unscale` multiplies an eigenvalue back.
+ */
+export function prepareSymmetric(
+  a: Mat,
+  fn: string,
+):
+  | { readonly zero: true }
+  | { readonly zero: false; readonly src: Float64Array; unscale(v: number): number } {
   const n = a.rows;
-  if (a.cols !== n) throw new RangeError(`eighDescending: matrix must be square, got ${a.rows}×${a.cols}`);
-  if (n === 0) return { values: new Float64Array(0), vectors: mat(0, 0) };
+  if (a.cols !== n) throw new RangeError(`${fn}: matrix must be square, got ${a.rows}×${a.cols}`);
 
   let amax = 0;
   for (let i = 0; i < n; i++) {
@@ -32,12 +54,12 @@ export function eighDescending(a: Mat): Eigh {
       const x = Math.abs(a.data[r + j]);
       // `!(x <= amax)` also catches NaN, which would otherwise spin the QL iteration to its limit.
       if (!(x <= amax)) {
-        if (!Number.isFinite(x)) throw new RangeError(`eighDescending: non-finite entry at (${i}, ${j})`);
+        if (!Number.isFinite(x)) throw new RangeError(`${fn}: non-finite entry at (${i}, ${j})`);
         amax = x;
       }
     }
   }
-  if (amax === 0) return { values: new Float64Array(n), vectors: identity(n) };
+  if (amax === 0) return { zero: true };
 
   // A power-of-two scale is exact and keeps squares and products in the reduction far from
   // over/underflow for matrices with extreme magnitudes. It is applied as two factors because 2^−e2
@@ -55,6 +77,26 @@ export function eighDescending(a: Mat): Eigh {
     }
   }
 
+  const u1 = needsScale ? 2 ** Math.trunc(e2 / 2) : 1;
+  const u2 = needsScale ? 2 ** (e2 - Math.trunc(e2 / 2)) : 1;
+  return { zero: false, src, unscale: (v) => v * u1 * u2 };
+}
+
+function eigh(a: Mat, addon: NativeAddon | undefined): Eigh {
+  const n = a.rows;
+  if (a.cols === n && n === 0) return { values: new Float64Array(0), vectors: mat(0, 0) };
+  const prep = prepareSymmetric(a, "eighDescending");
+  if (prep.zero) return { values: new Float64Array(n), vectors: identity(n) };
+  const { values, vectors } = addon ? eighLapack(addon, prep.src, n) : eighTs(prep.src, n);
+  for (let j = 0; j < n; j++) values[j] = prep.unscale(values[j]);
+  return { values, vectors: mat(n, n, vectors) };
+}
+
+function eighLapack(addon: NativeAddon, src: Float64Array, n: number) {
+  return withLapackThreads(addon, () => addon.dsyevd(src, n));
+}
+
+function eighTs(src: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
   const { d, e, q } = tridiagonalize(src, n);
   tridiagonalEigen(d, e, q, n);
 
@@ -62,13 +104,11 @@ export function eighDescending(a: Mat): Eigh {
   // Ties keep their original order, so the output does not depend on the sort implementation.
   order.sort((x, y) => d[y] - d[x] || x - y);
   const values = new Float64Array(n);
-  const u1 = needsScale ? 2 ** Math.trunc(e2 / 2) : 1;
-  const u2 = needsScale ? 2 ** (e2 - Math.trunc(e2 / 2)) : 1;
-  for (let j = 0; j < n; j++) values[j] = d[order[j]] * u1 * u2;
+  for (let j = 0; j < n; j++) values[j] = d[order[j]];
   const vectors = new Float64Array(n * n);
   for (let r = 0; r < n; r++) {
     const o = r * n;
     for (let j = 0; j < n; j++) vectors[o + j] = q[o + order[j]];
   }
-  return { values, vectors: mat(n, n, vectors) };
+  return { values, vectors };
 }

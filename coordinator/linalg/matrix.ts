@@ -1,3 +1,10 @@
+/**
+ * Dense float64 matrices, row-major, and the few operations the coordinator needs. Products of more than
+ * NATIVE_MIN_MACS multiply-adds go to BLAS (dgemm/dsyrk) when the native addon is built: ~20 ms instead
+ * of ~260 ms for 768³.
+ */
+import { lapack, withLapackThreads } from "./lapack.js";
+
 /** Dense float64 matrix, row-major: element (i, j) is data[i * cols + j]. */
 export interface Mat {
   readonly rows: number;
@@ -42,9 +49,27 @@ export function transpose(a: Mat): Mat {
   return mat(cols, rows, out);
 }
 
+/** Below this many multiply-adds the call overhead outweighs what BLAS saves. */
+const NATIVE_MIN_MACS = 32 * 1024;
+
+/** op(a) · op(b) through BLAS when worth it; undefined for the TypeScript loops. */
+function blasProduct(a: Mat, b: Mat, transA: boolean, transB: boolean): Mat | undefined {
+  const m = transA ? a.cols : a.rows;
+  const k = transA ? a.rows : a.cols;
+  const n = transB ? b.rows : b.cols;
+  if (m * n * k < NATIVE_MIN_MACS) return undefined;
+  const addon = lapack();
+  if (!addon) return undefined;
+  const c = new Float64Array(m * n);
+  withLapackThreads(addon, () => addon.dgemm(a.data, b.data, c, 1, 1, m, n, k, transA, transB));
+  return mat(m, n, c);
+}
+
 /** a · b. */
 export function matmul(a: Mat, b: Mat): Mat {
   if (a.cols !== b.rows) throw new RangeError(`matmul: ${a.rows}×${a.cols} · ${b.rows}×${b.cols}`);
+  const fast = blasProduct(a, b, false, false);
+  if (fast) return fast;
   const m = a.rows;
   const k = a.cols;
   const n = b.cols;
@@ -93,6 +118,8 @@ export function matmul(a: Mat, b: Mat): Mat {
 /** aᵀ · b. */
 export function matmulAtB(a: Mat, b: Mat): Mat {
   if (a.rows !== b.rows) throw new RangeError(`matmulAtB: (${a.rows}×${a.cols})ᵀ · ${b.rows}×${b.cols}`);
+  const fast = blasProduct(a, b, true, false);
+  if (fast) return fast;
   // Transposing first (O(mk)) lets the O(mkn) product run in the cache-friendly row order.
   return matmul(transpose(a), b);
 }
@@ -103,8 +130,17 @@ export function matmulABt(a: Mat, b: Mat): Mat {
   const m = a.rows;
   const n = b.rows;
   const k = a.cols;
-  const C = new Float64Array(m * n);
   const symmetric = a === b || (a.data === b.data && a.rows === b.rows);
+  const addon = m * n * k >= NATIVE_MIN_MACS ? lapack() : undefined;
+  if (addon && symmetric) {
+    // dsyrk fills one triangle and mirrors it: the result is exactly symmetric, as below.
+    const g = new Float64Array(m * m);
+    withLapackThreads(addon, () => addon.dsyrk(a.data, g, m, k));
+    return mat(m, m, g);
+  }
+  const fast = addon ? blasProduct(a, b, false, true) : undefined;
+  if (fast) return fast;
+  const C = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     // a aᵀ is symmetric: compute the lower triangle and mirror it.
     const jEnd = symmetric ? i + 1 : n;

@@ -7,10 +7,21 @@
  */
 
 import { eighDescending } from "./eigh.js";
+import { eighPicked } from "./eigh-select.js";
 import { type Mat, mat, matmulABt } from "./matrix.js";
 
+/**
+ * Which columns of U a caller keeps, decided from all squared singular values (descending): the
+ * half-open range [start, end). With a selector only those columns are computed — with LAPACK that
+ * skips most of the work when few are kept (see eigh-select.ts).
+ */
+export type ColumnSelector = (s2: Float64Array) => readonly [start: number, end: number];
+
 export interface LeftSingular {
-  /** m×m, orthonormal columns: the left singular vectors, in the order of s. */
+  /**
+   * m×m, orthonormal columns: the left singular vectors, in the order of s. With a ColumnSelector, only
+   * its columns [start, end): m×(end − start).
+   */
   readonly u: Mat;
   /** Singular values, descending (length m; those beyond min(m, n) are 0 up to rounding). */
   readonly s: Float64Array;
@@ -24,9 +35,18 @@ export interface LeftSingular {
  * sqrt(max(λ, 0)). Returns all m columns (like full_matrices=True for U); for m > n the last m − n
  * span the null space of Xᵀ. Signs are arbitrary.
  */
-export function leftSingular(x: Mat): LeftSingular {
-  const { values, vectors } = eighDescending(matmulABt(x, x));
-  return fromEigen(values, vectors);
+export function leftSingular(x: Mat, select?: ColumnSelector): LeftSingular {
+  const g = matmulABt(x, x);
+  if (!select) {
+    const { values, vectors } = eighDescending(g);
+    return fromEigen(values, vectors);
+  }
+  let s2: Float64Array = new Float64Array(0);
+  const { values, vectors } = eighPicked(g, (v) => {
+    s2 = squares(v);
+    return range(select(s2), v.length);
+  });
+  return { u: vectors, s: roots(squares(values)), s2 };
 }
 
 /**
@@ -36,34 +56,51 @@ export function leftSingular(x: Mat): LeftSingular {
  * the matrix fed to the SVD is itself symmetric, e.g. a covariance (the t = 0 design of B, or the
  * DualGPM SVDs of C); Ĉ = C − M C is not symmetric and needs leftSingular.
  */
-export function leftSingularSymmetric(c: Mat): LeftSingular {
-  const { values, vectors } = eighDescending(c);
-  const m = values.length;
-  const order = Array.from({ length: m }, (_, i) => i);
-  order.sort((a, b) => Math.abs(values[b]) - Math.abs(values[a]) || a - b);
-  const s = new Float64Array(m);
-  const s2 = new Float64Array(m);
-  const u = new Float64Array(m * m);
-  for (let j = 0; j < m; j++) {
-    const v = values[order[j]];
-    s[j] = Math.abs(v);
-    s2[j] = v * v;
+export function leftSingularSymmetric(c: Mat, select?: ColumnSelector): LeftSingular {
+  const m = c.rows;
+  let s = new Float64Array(0);
+  let s2 = new Float64Array(0);
+  const byMagnitude = (values: Float64Array): number[] => {
+    const order = Array.from({ length: values.length }, (_, i) => i);
+    order.sort((a, b) => Math.abs(values[b]) - Math.abs(values[a]) || a - b);
+    s = Float64Array.from(order, (i) => Math.abs(values[i]));
+    s2 = Float64Array.from(order, (i) => values[i] * values[i]);
+    if (!select) return order;
+    const positions = range(select(s2), values.length);
+    return positions.map((p) => order[p]);
+  };
+  if (!select) {
+    const { values, vectors } = eighDescending(c);
+    const order = byMagnitude(values);
+    const u = new Float64Array(m * m);
+    for (let r = 0; r < m; r++) {
+      const o = r * m;
+      for (let j = 0; j < m; j++) u[o + j] = vectors.data[o + order[j]];
+    }
+    return { u: mat(m, m, u), s, s2 };
   }
-  for (let r = 0; r < m; r++) {
-    const o = r * m;
-    for (let j = 0; j < m; j++) u[o + j] = vectors.data[o + order[j]];
+  const { vectors } = eighPicked(c, byMagnitude);
+  return { u: vectors, s, s2 };
+}
+
+/** The positions [start, end) as a list, after checking them against m. */
+function range([start, end]: readonly [number, number], m: number): number[] {
+  if (!(Number.isInteger(start) && Number.isInteger(end) && 0 <= start && start <= end && end <= m)) {
+    throw new RangeError(`ColumnSelector: [${start}, ${end}) is not a column range of 0..${m}`);
   }
-  return { u: mat(m, m, u), s, s2 };
+  return Array.from({ length: end - start }, (_, i) => start + i);
+}
+
+/** Eigenvalues of X Xᵀ clipped at 0: the squared singular values. */
+function squares(values: Float64Array): Float64Array {
+  return values.map((l) => Math.max(l, 0));
+}
+
+function roots(s2: Float64Array): Float64Array {
+  return s2.map(Math.sqrt);
 }
 
 function fromEigen(values: Float64Array, vectors: Mat): LeftSingular {
-  const m = values.length;
-  const s = new Float64Array(m);
-  const s2 = new Float64Array(m);
-  for (let j = 0; j < m; j++) {
-    const l = Math.max(values[j], 0);
-    s2[j] = l;
-    s[j] = Math.sqrt(l);
-  }
-  return { u: vectors, s, s2 };
+  const s2 = squares(values);
+  return { u: vectors, s: roots(s2), s2 };
 }
