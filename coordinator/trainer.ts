@@ -34,8 +34,8 @@ import {
 } from "./checkpoint.js";
 import { evaluateLogits, type RunMetrics, runMetrics } from "./evaluation.js";
 import { EventLog } from "./events.js";
-import { designB } from "./inflora/design.js";
-import { type LayerMemory, threshold, updateDualGpm } from "./inflora/dualgpm.js";
+import { type LayerMemory, threshold } from "./inflora/dualgpm.js";
+import { designAllB, updateAllLayers, warmLayerThreads } from "./inflora/layers_parallel.js";
 import { type Mat, mat } from "./linalg/matrix.js";
 import { type CoordinatorMetrics, covarianceBytes, trainStepBytes } from "./metrics.js";
 import { makeOptimizer } from "./optim/optimizer.js";
@@ -198,11 +198,14 @@ export class Trainer {
           this.phase = "TRAIN";
           return;
         }
-        if (!seqLora) this.covariances = await this.covariancePass(t, COV_PRE_EPOCH);
+        if (!seqLora) {
+          warmLayerThreads(this.D, this.depth);
+          this.covariances = await this.covariancePass(t, COV_PRE_EPOCH);
+        }
         this.phase = "DESIGN";
         return;
       case "DESIGN":
-        this.design(t, seqLora);
+        await this.design(t, seqLora);
         this.phase = "TRAIN";
         return;
       case "TRAIN":
@@ -215,7 +218,7 @@ export class Trainer {
         this.phase = "DUALGPM";
         return;
       case "DUALGPM":
-        this.updateMemory();
+        await this.updateMemory();
         this.phase = "EVAL";
         return;
       case "EVAL":
@@ -315,7 +318,7 @@ export class Trainer {
     });
   }
 
-  private design(t: TaskPlan, seqLora: boolean): void {
+  private async design(t: TaskPlan, seqLora: boolean): Promise<void> {
     const { cfg } = this.input;
     const r = cfg.rank;
     const D = this.D;
@@ -328,10 +331,8 @@ export class Trainer {
         return Float32Array.from({ length: r * D }, () => (2 * rng.nextFloat() - 1) * bound);
       });
     } else {
-      const useMemory = this.task > 0;
-      this.currentB = this.covariances.map((c, i) =>
-        Float32Array.from(designB(c, r, useMemory ? this.memory[i] : undefined)),
-      );
+      const b = await designAllB(this.covariances, r, this.task > 0 ? this.memory : undefined);
+      this.currentB = b.map((x) => Float32Array.from(x));
     }
     const seconds = (performance.now() - started) / 1000;
     this.input.metrics?.observeLinalg("design", seconds);
@@ -490,11 +491,11 @@ export class Trainer {
     this.heads.push({ classes, weight: Float32Array.from(p.headW), bias: Float32Array.from(p.headB) });
   }
 
-  private updateMemory(): void {
+  private async updateMemory(): Promise<void> {
     const { cfg } = this.input;
     const eps = threshold(cfg.lamb, cfg.lame, this.task, cfg.total_sessions);
     const started = performance.now();
-    this.memory = updateDualGpm(this.memory, this.covariances, {
+    this.memory = await updateAllLayers(this.memory, this.covariances, {
       threshold: eps,
       gpmOnly: cfg.model_name.startsWith("InfLoRAb5"),
     });
