@@ -30,13 +30,15 @@ const classes = 5;
 const count = 4;
 
 const POLICIES: ComputePolicy[] = [
-  { perImage: false, explicitTransposes: false, fastGelu: false },
-  { perImage: true, explicitTransposes: true, fastGelu: true },
-  { perImage: true, explicitTransposes: false, fastGelu: false },
-  { perImage: false, explicitTransposes: true, fastGelu: true },
+  { perImage: false, explicitTransposes: false, fastGelu: false, maxTrainImagesPerPass: Infinity },
+  { perImage: true, explicitTransposes: true, fastGelu: true, maxTrainImagesPerPass: Infinity },
+  { perImage: true, explicitTransposes: false, fastGelu: false, maxTrainImagesPerPass: Infinity },
+  { perImage: false, explicitTransposes: true, fastGelu: true, maxTrainImagesPerPass: Infinity },
+  // Passes of 3 images for a micro-shard of 4: a pass of 3, then one of 1.
+  { perImage: false, explicitTransposes: false, fastGelu: false, maxTrainImagesPerPass: 3 },
 ];
 const label = (p: ComputePolicy) =>
-  `perImage=${p.perImage} explicitTransposes=${p.explicitTransposes} fastGelu=${p.fastGelu}`;
+  `perImage=${p.perImage} explicitTransposes=${p.explicitTransposes} fastGelu=${p.fastGelu} passes≤${p.maxTrainImagesPerPass}`;
 
 interface Case {
   weights: HostWeights;

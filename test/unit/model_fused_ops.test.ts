@@ -121,25 +121,30 @@ describe("fused ops", () => {
     });
   }
 
-  it("FrozenLinear: both constructors agree, and its gradient is dy·W", () => {
+  it("FrozenLinear: both constructors agree, with or without Wᵀ kept, and its gradient is dy·W", () => {
     const [out, inp] = [5, 9];
     const w = randomArray(out * inp, 9);
     const b = randomArray(out, 10);
-    const host = FrozenLinear.fromHost(w, b, out, inp);
+    const host = FrozenLinear.fromHost(w, b, out, inp, true);
     const device = new FrozenLinear(tf.tensor2d(w, [out, inp]), tf.tensor1d(b));
-    expect(Array.from(host.wt.dataSync())).toEqual(Array.from(device.wt.dataSync()));
+    const single = FrozenLinear.fromHost(w, b, out, inp, false);
+    expect(single.wt).toBeNull();
+    expect(Array.from(host.wt!.dataSync())).toEqual(Array.from(device.wt!.dataSync()));
     const x = tf.tensor2d(randomArray(3 * inp, 11), [3, inp]);
-    const ours = valueAndGrads((t) => host.apply(t as tf.Tensor2D), [x], 12);
     const plain = valueAndGrads(
       (t) => tf.add(tf.matMul(t, tf.tensor2d(w, [out, inp]), false, true), tf.tensor1d(b)),
       [x],
       12,
     );
-    expect(relErr(ours.y, plain.y)).toBeLessThan(1e-6);
-    expect(relErr(ours.grads[0], plain.grads[0])).toBeLessThan(1e-6);
+    for (const layer of [host, single]) {
+      const ours = valueAndGrads((t) => layer.apply(t as tf.Tensor2D), [x], 12);
+      expect(relErr(ours.y, plain.y)).toBeLessThan(1e-6);
+      expect(relErr(ours.grads[0], plain.grads[0])).toBeLessThan(1e-6);
+    }
     tf.dispose([x]);
     host.dispose();
     device.dispose();
+    single.dispose();
   });
 });
 

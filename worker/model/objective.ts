@@ -84,8 +84,9 @@ class GradientSums {
 
 /**
  * Loss sum, correct count and gradients for one micro-shard; leaves no tensors behind. Where the compute
- * policy runs images one at a time (wasm), the images go through in order and their gradients are summed
- * in float64, so a micro-shard's result does not depend on anything but its images.
+ * policy runs images one at a time (wasm) or caps the images per pass (CPU backends, large models), the
+ * passes go through in order and their gradients are summed in float64, so a micro-shard's result does not
+ * depend on anything but its images and the backend.
  */
 export function lossAndGrads(
   model: InfLoraVit,
@@ -101,7 +102,7 @@ export function lossAndGrads(
   const rowsPerImage = gridSize(cfg) ** 2;
   const patchLen = patches.length / (count * rowsPerImage);
   const view = model.internals({ BT, AkT: p.AkT, AvT: p.AvT });
-  const per = view.policy.perImage ? 1 : count;
+  const per = view.policy.perImage ? 1 : Math.min(count, view.policy.maxTrainImagesPerPass);
   const sums = new GradientSums(depth, cfg.embedDim, BT[0].shape[1], classes);
   for (let start = 0; start < count; start += per) {
     const n = Math.min(per, count - start);
