@@ -5,7 +5,6 @@
  * in file order (data/demo/README.md).
  */
 import { existsSync } from "node:fs";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import { openDatasetIndex } from "../../common/data/open_index.js";
@@ -53,30 +52,33 @@ describe("the full Fashion-MNIST (Debian's dataset-fashion-mnist) as an idx data
   it.each([
     ["train", 600],
     ["test", 100],
-  ] as const)("contains the demo subset's %s split as its first %i images of each class", async (split, per) => {
-    requireFull();
-    const opts = { dataset: "idx", imageSize: 28, threads: 0 } as const;
-    const full = await openDataset({ ...opts, dataPath: FULL });
-    const demo = await openDataset({ ...opts, dataPath: DEMO });
-    try {
-      const picked = firstOfEachClass(full.labels(split), per);
-      expect(picked.length).toBe(10 * per);
-      expect(Array.from(demo.labels(split))).toEqual(picked.map((i) => full.labels(split)[i]));
-      // Compare pixels in batches of 500 to keep memory small (3×28×28 float32 per image).
-      for (let start = 0; start < picked.length; start += 500) {
-        const idx = picked.slice(start, start + 500);
-        const a = await full.load(split, idx, { augment: false });
-        const b = await demo.load(
-          split,
-          idx.map((_, k) => start + k),
-          { augment: false },
-        );
-        expect(a.length).toBe(idx.length * 3 * 784);
-        expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer)), `${split} images ${start}…`).toBe(true);
+  ] as const)(
+    "contains the demo subset's %s split as its first %i images of each class",
+    async (split, per) => {
+      requireFull();
+      const opts = { dataset: "idx", imageSize: 28, threads: 0 } as const;
+      const full = await openDataset({ ...opts, dataPath: FULL });
+      const demo = await openDataset({ ...opts, dataPath: DEMO });
+      try {
+        const picked = firstOfEachClass(full.labels(split), per);
+        expect(picked.length).toBe(10 * per);
+        expect(Array.from(demo.labels(split))).toEqual(picked.map((i) => full.labels(split)[i]));
+        // Compare pixels in batches of 500 to keep memory small (3×28×28 float32 per image).
+        for (let start = 0; start < picked.length; start += 500) {
+          const idx = picked.slice(start, start + 500);
+          const a = await full.load(split, idx, { augment: false });
+          const b = await demo.load(
+            split,
+            idx.map((_, k) => start + k),
+            { augment: false },
+          );
+          expect(a.length).toBe(idx.length * 3 * 784);
+          expect(Buffer.from(a.buffer).equals(Buffer.from(b.buffer)), `${split} images ${start}…`).toBe(true);
+        }
+      } finally {
+        await full.close();
+        await demo.close();
       }
-    } finally {
-      await full.close();
-      await demo.close();
-    }
-  });
+    },
+  );
 });
