@@ -13,6 +13,7 @@ import {
   type ClientReadableStream,
   type ClientWritableStream,
   Metadata,
+  makeGenericClientConstructor,
   type ServiceError,
   status,
   waitForClientReady,
@@ -50,8 +51,14 @@ import {
 } from "../../common/protocol.js";
 import { TensorCodecError } from "../../common/tensor_codec.js";
 import type { SetTaskStateRequest } from "../../proto/gen/inflora/v1/state.js";
-import { WorkerClient as PbWorkerClient } from "../../proto/gen/inflora/v1/worker.js";
-import { setupToPb, shardsToPb, taskStateParts, trainStepParts } from "./grpc_messages.js";
+import { type WorkerClient as PbWorkerClient, WorkerService } from "../../proto/gen/inflora/v1/worker.js";
+import {
+  serializeTrainStepRequest,
+  setupToPb,
+  shardsToPb,
+  taskStateParts,
+  trainStepParts,
+} from "./grpc_messages.js";
 import {
   CovarianceReplies,
   EvalReplies,
@@ -63,6 +70,15 @@ import {
 export { MalformedReplyError };
 
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
+
+/** The generated client, with TrainStep's serializer reusing the bytes of parameter messages. */
+const WorkerGrpcClient = makeGenericClientConstructor(
+  {
+    ...WorkerService,
+    trainStep: { ...WorkerService.trainStep, requestSerialize: serializeTrainStepRequest },
+  },
+  "inflora.v1.Worker",
+) as unknown as typeof PbWorkerClient;
 
 export type WorkerMethod = "setup" | "setTaskState" | "covariance" | "trainStep" | "evaluate" | "release";
 
@@ -127,7 +143,7 @@ export class GrpcWorkerClient implements WorkerClient {
     const security = options.security ?? {};
     const token = resolveToken(security);
     this.callCredentials = token === undefined ? undefined : bearerCallCredentials(token);
-    this.client = new PbWorkerClient(options.address, channelCredentials(security.tls), {
+    this.client = new WorkerGrpcClient(options.address, channelCredentials(security.tls), {
       ...messageLimits(options.maxMessageBytes ?? MAX_MESSAGE_BYTES),
       // HTTP/2's default 64 KiB receive window caps a stream at 64 KiB per round trip (64 MB/s at 1 ms):
       // covariance replies are tens of MB, so let the worker run ahead.
