@@ -316,17 +316,23 @@ function syntheticCovariances(): Mat[][] {
   return LINALG.seeds.map((s) => Array.from({ length: LINALG.depth }, (_, i) => syntheticCovariance(s + i)));
 }
 
-/** Two tasks the way the trainer runs them: layer after layer on the coordinator's thread. */
-function ourLinalg(covs: Mat[][]): LinalgTask[] {
+type Design = (covs: readonly Mat[], memory: (LayerMemory | undefined)[] | undefined) => unknown;
+type Update = (
+  memory: (LayerMemory | undefined)[],
+  covs: readonly Mat[],
+  opts: { threshold: number; gpmOnly: boolean },
+) => LayerMemory[] | Promise<LayerMemory[]>;
+
+/** Two tasks (design of B, then the DualGPM update) timed with the given per-task functions. */
+async function timeTwoTasks(covs: Mat[][], design: Design, update: Update): Promise<LinalgTask[]> {
   let memory: (LayerMemory | undefined)[] = new Array(LINALG.depth).fill(undefined);
   const tasks: LinalgTask[] = [];
   for (let t = 0; t < 2; t++) {
     const c0 = process.cpuUsage();
     const w0 = performance.now();
-    for (let i = 0; i < LINALG.depth; i++)
-      designB(covs[2 * t][i], LINALG.rank, t === 0 ? undefined : memory[i]);
+    await design(covs[2 * t], t === 0 ? undefined : memory);
     const w1 = performance.now();
-    memory = updateDualGpm(memory, covs[2 * t + 1], { threshold: LINALG.thresholds[t], gpmOnly: false });
+    memory = await update(memory, covs[2 * t + 1], { threshold: LINALG.thresholds[t], gpmOnly: false });
     const w2 = performance.now();
     const c = process.cpuUsage(c0);
     tasks.push({
@@ -340,6 +346,15 @@ function ourLinalg(covs: Mat[][]): LinalgTask[] {
   return tasks;
 }
 
+/** Layer after layer on the coordinator's thread. */
+function ourLinalg(covs: Mat[][]): Promise<LinalgTask[]> {
+  return timeTwoTasks(
+    covs,
+    (c, memory) => c.map((x, i) => designB(x, LINALG.rank, memory?.[i])),
+    updateDualGpm,
+  );
+}
+
 /**
  * What the trainer runs (coordinator/inflora/layers_parallel.ts): the layers spread over worker threads,
  * which are started before the timed part as the trainer starts them during the first covariance pass.
@@ -348,28 +363,7 @@ function ourLinalg(covs: Mat[][]): LinalgTask[] {
 async function ourLinalgParallel(covs: Mat[][]): Promise<LinalgTask[]> {
   await designAllB(covs[0].slice(0, 2), LINALG.rank, undefined);
   await updateAllLayers([undefined, undefined], covs[1].slice(0, 2), { threshold: 0.95, gpmOnly: false });
-  let memory: (LayerMemory | undefined)[] = new Array(LINALG.depth).fill(undefined);
-  const tasks: LinalgTask[] = [];
-  for (let t = 0; t < 2; t++) {
-    const c0 = process.cpuUsage();
-    const w0 = performance.now();
-    await designAllB(covs[2 * t], LINALG.rank, t === 0 ? undefined : memory);
-    const w1 = performance.now();
-    memory = await updateAllLayers(memory, covs[2 * t + 1], {
-      threshold: LINALG.thresholds[t],
-      gpmOnly: false,
-    });
-    const w2 = performance.now();
-    const c = process.cpuUsage(c0);
-    tasks.push({
-      designSeconds: (w1 - w0) / 1000,
-      dualgpmSeconds: (w2 - w1) / 1000,
-      cpuSeconds: (c.user + c.system) / 1e6,
-      widths: memory.map((m) => m!.basis.cols),
-      types: memory.map((m) => m!.type),
-    });
-  }
-  return tasks;
+  return timeTwoTasks(covs, (c, memory) => designAllB(c, LINALG.rank, memory), updateAllLayers);
 }
 
 /** The better of two runs (by the slower task): the first also pays for loading LAPACK and warming the JIT. */

@@ -10,13 +10,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { train } from "../../cli/train.js";
 import { readSafetensors } from "../../common/safetensors.js";
 import type { RunMetrics } from "../../coordinator/evaluation.js";
+import { comparePredictions, EXPECTED_DIR, REFERENCE_DIR, tolerances } from "../helpers/reference_compare.js";
 import {
-  compareCheckpoint,
-  comparePredictions,
-  EXPECTED_DIR,
-  REFERENCE_DIR,
-  tolerances,
-} from "../helpers/reference_compare.js";
+  expectCheckpointsMatchReference,
+  expectPredictionsMatchReference,
+} from "../helpers/reference_expect.js";
 
 const TASKS = 5;
 const DEPTH = 3;
@@ -52,36 +50,11 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe("the reference fixture run", () => {
   it("matches every checkpoint within the reference tolerances", async () => {
-    for (let t = 0; t < TASKS; t++) {
-      const f = await compareCheckpoint(
-        path.join(runBin, "checkpoints", name(t)),
-        path.join(EXPECTED_DIR, "checkpoints", name(t)),
-        t,
-        DEPTH,
-      );
-      expect(f.bdist, `task ${t} Bdist`).toBeLessThanOrEqual(tol.bdist);
-      expect(f.abrel, `task ${t} ABrel`).toBeLessThanOrEqual(tol.abrel);
-      expect(f.headrel, `task ${t} headRel`).toBeLessThanOrEqual(tol.headrel);
-      expect(f.gpmdist, `task ${t} GPMdist`).toBeLessThanOrEqual(tol.gpmdist);
-      expect(f.types, `task ${t} DualGPM types`).toEqual(f.expectedTypes);
-      expect(f.widths, `task ${t} DualGPM widths`).toEqual(f.expectedWidths);
-    }
+    await expectCheckpointsMatchReference(runBin);
   });
 
   it("predicts what the reference predicts on the decidable samples", async () => {
-    for (let t = 0; t < TASKS; t++) {
-      const p = await comparePredictions(
-        path.join(runBin, "predictions", name(t)),
-        path.join(EXPECTED_DIR, "predictions", name(t)),
-        tol.tie_rel,
-        CLASSES_PER_TASK,
-      );
-      expect(p.labelsEqual, `task ${t}: labels in the same order`).toBe(true);
-      expect(p.predAgree, `task ${t}: pred agreement`).toBeGreaterThanOrEqual(tol.pred_agree);
-      expect(p.predWithTaskAgree, `task ${t}: pred_with_task agreement`).toBeGreaterThanOrEqual(
-        tol.pred_agree,
-      );
-    }
+    await expectPredictionsMatchReference(runBin);
   });
 
   it("has accuracy curves and matrix within the tolerance", async () => {
