@@ -11,7 +11,7 @@ import type { DataOptions } from "../common/data/options.js";
 import { type ModelSpec, PROTOCOL_VERSION } from "../common/protocol.js";
 import { checkpointName, readCheckpoint } from "../coordinator/checkpoint.js";
 import { type Evaluation, evaluateLogits, type RunMetrics, runMetrics } from "../coordinator/evaluation.js";
-import { batches, buildPlan, microShards, testSamples } from "../coordinator/plan.js";
+import { batches, buildPlan, microShards, type RunPlan, testSamples } from "../coordinator/plan.js";
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
 import { RunDirError } from "./train.js";
@@ -110,20 +110,27 @@ export interface EvaluateReport {
   readonly differences?: string[];
 }
 
-/** Evaluates the state after every task s ≤ t from checkpoint t (adapters and heads are frozen once trained). */
-export async function evaluateRun(opts: EvaluateOptions): Promise<EvaluateReport> {
-  const run = readRunInfo(opts.run);
-  const task = resolveTask(opts.run, opts.task);
+export interface RunData {
+  readonly run: RunInfo;
+  readonly data: DataOptions;
+  readonly plan: RunPlan;
+}
+
+/**
+ * A run's data options and task plan rebuilt from its run.json (on `dataPath` when given), checked to give
+ * the run's own class order and class names.
+ */
+export async function openRunData(runDir: string, dataPath?: string): Promise<RunData> {
+  const run = readRunInfo(runDir);
   const cfg = run.config;
-  const dataPath = opts.dataPath ? path.resolve(opts.dataPath) : cfg.data_path;
   const data: DataOptions = {
     dataset: cfg.dataset,
-    dataPath,
+    dataPath: dataPath ? path.resolve(dataPath) : cfg.data_path,
     imageSize: run.model.imgSize,
     mean: cfg.normalize_mean,
     std: cfg.normalize_std,
     onBadImage: cfg.on_bad_image,
-    manifestPath: path.join(opts.run, "split_manifest.json"),
+    manifestPath: path.join(runDir, "split_manifest.json"),
   };
   const index = await openDatasetIndex(data);
   const plan = buildPlan(index, {
@@ -132,18 +139,27 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvaluateReport
     initCls: cfg.init_cls,
     increment: cfg.increment,
     totalSessions: cfg.total_sessions,
-    source: path.join(opts.run, "run.json"),
+    source: path.join(runDir, "run.json"),
   });
   if (JSON.stringify(plan.classOrder) !== JSON.stringify(run.classOrder)) {
-    throw new RunDirError(`${opts.run}: the class order rebuilt from ${dataPath} differs from run.json's`);
+    throw new RunDirError(`${runDir}: the class order rebuilt from ${data.dataPath} differs from run.json's`);
   }
   const names = plan.classOrder.map((c) => index.classNames[c]);
   if (run.classNames.length > 0 && JSON.stringify(names) !== JSON.stringify(run.classNames)) {
     throw new RunDirError(
-      `${dataPath}: its classes [${names.slice(0, 5).join(", ")}, …] differ from the run's ` +
+      `${data.dataPath}: its classes [${names.slice(0, 5).join(", ")}, …] differ from the run's ` +
         `[${run.classNames.slice(0, 5).join(", ")}, …]; --data-path must hold the same classes`,
     );
   }
+  return { run, data, plan };
+}
+
+/** Evaluates the state after every task s ≤ t from checkpoint t (adapters and heads are frozen once trained). */
+export async function evaluateRun(opts: EvaluateOptions): Promise<EvaluateReport> {
+  const { run, data, plan } = await openRunData(opts.run, opts.dataPath);
+  const task = resolveTask(opts.run, opts.task);
+  const cfg = run.config;
+  const dataPath = data.dataPath;
   const ck = await readCheckpoint(checkpointFile(opts.run, task), {
     depth: run.model.depth,
     D: run.model.embedDim,

@@ -11,11 +11,11 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { openRunData } from "../cli/evaluate_run.js";
 import { exportMerged } from "../cli/export_merged.js";
 import { train } from "../cli/train.js";
-import { openDatasetIndex } from "../common/data/open_index.js";
 import { readSafetensors, writeSafetensors } from "../common/safetensors.js";
-import { buildPlan, testSamples } from "../coordinator/plan.js";
+import { testSamples } from "../coordinator/plan.js";
 import { openDataset } from "../worker/data/open_dataset.js";
 
 const ROOT = path.resolve(import.meta.dirname, "..");
@@ -34,19 +34,9 @@ try {
   const merged = path.join(tmp, "merged.safetensors");
   const summary = await exportMerged({ run, out: merged });
 
-  const runJson = JSON.parse(readFileSync(path.join(run, "run.json"), "utf8"));
-  const c = runJson.config;
-  const data = { dataset: c.dataset, dataPath: c.data_path, imageSize: cfg.img_size, threads: 0 };
-  const plan = buildPlan(await openDatasetIndex(data), {
-    shuffle: c.shuffle,
-    seed: runJson.seed,
-    initCls: c.init_cls,
-    increment: c.increment,
-    totalSessions: c.total_sessions,
-    source: "run.json",
-  });
+  const { data, plan } = await openRunData(run);
   const { samples } = testSamples(plan, summary.classes);
-  const dataset = await openDataset(data);
+  const dataset = await openDataset({ ...data, threads: 0 });
   const images = await dataset.load("test", Array.from(samples), { augment: false });
   await dataset.close();
   const task = String(summary.task).padStart(2, "0");

@@ -8,11 +8,11 @@ import os from "node:os";
 import path from "node:path";
 import * as tf from "@tensorflow/tfjs-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openRunData } from "../../cli/evaluate_run.js";
 import { exportMerged, MERGED_FORMAT } from "../../cli/export_merged.js";
 import { train } from "../../cli/train.js";
-import { openDatasetIndex } from "../../common/data/open_index.js";
 import { readSafetensors } from "../../common/safetensors.js";
-import { buildPlan, testSamples } from "../../coordinator/plan.js";
+import { testSamples } from "../../coordinator/plan.js";
 import { selectBackend } from "../../worker/backend.js";
 import { openDataset } from "../../worker/data/open_dataset.js";
 import { imagesToPatches } from "../../worker/model/layers.js";
@@ -45,7 +45,6 @@ async function mergedLogits(
   file: string,
   classes: number,
 ): Promise<{ logits: Float32Array; labels: Int32Array }> {
-  const runJson = JSON.parse(readFileSync(path.join(run, "run.json"), "utf8"));
   const { tensors, metadata } = await readSafetensors(file);
   const cfg: VitConfig = {
     imgSize: Number(metadata.img_size),
@@ -59,18 +58,9 @@ async function mergedLogits(
   const host = new Map<string, HostTensor>(
     [...tensors].map(([n, t]) => [n, { shape: t.shape, data: t.data as Float32Array }]),
   );
-  const c = runJson.config;
-  const data = { dataset: c.dataset, dataPath: c.data_path, imageSize: cfg.imgSize, threads: 0 };
-  const plan = buildPlan(await openDatasetIndex(data), {
-    shuffle: c.shuffle,
-    seed: runJson.seed,
-    initCls: c.init_cls,
-    increment: c.increment,
-    totalSessions: c.total_sessions,
-    source: "run.json",
-  });
+  const { data, plan } = await openRunData(run);
   const { samples, labels } = testSamples(plan, classes);
-  const dataset = await openDataset(data);
+  const dataset = await openDataset({ ...data, threads: 0 });
   const images = await dataset.load("test", Array.from(samples), { augment: false });
   await dataset.close();
   await selectBackend();
