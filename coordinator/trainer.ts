@@ -50,7 +50,7 @@ import {
   testSamples,
 } from "./plan.js";
 import { PROGRESS_FILE, readProgress, type TaskProgress, writeProgress } from "./progress.js";
-import { sumInOrder } from "./reduce.js";
+import { reduceStep, toFloat32 } from "./reduce.js";
 import type { WorkerPool } from "./worker_pool.js";
 
 export type Phase =
@@ -423,9 +423,9 @@ export class Trainer {
         }));
         const sent = {
           version: ++this.paramsVersion,
-          Ak: p.Ak.map((a) => Float32Array.from(a)),
-          Av: p.Av.map((a) => Float32Array.from(a)),
-          head: { classes, weight: Float32Array.from(p.headW), bias: Float32Array.from(p.headB) },
+          Ak: p.Ak.map(toFloat32),
+          Av: p.Av.map(toFloat32),
+          head: { classes, weight: toFloat32(p.headW), bias: toFloat32(p.headB) },
         };
         const stepStarted = performance.now();
         await this.input.pool.boundary();
@@ -433,14 +433,7 @@ export class Trainer {
           w.trainStep({ stateVersion, params: sent, shards: s }),
         );
         const reduceStarted = performance.now();
-        const n = results.reduce((s, x) => s + x.count, 0);
-        const parts = results.map((x) => [...x.gradAk, ...x.gradAv, x.gradHeadW, x.gradHeadB]);
-        const grads = params.map((_, j) => {
-          const g = sumInOrder(parts, j);
-          for (let k = 0; k < g.length; k++) g[k] /= n;
-          return g;
-        });
-        const batchLoss = results.reduce((s, x) => s + x.lossSum, 0);
+        const { grads, count: n, lossSum: batchLoss, correct } = reduceStep(results);
         this.input.metrics?.observeAllReduce(
           trainStepBytes(results),
           (performance.now() - reduceStarted) / 1000,
@@ -453,7 +446,7 @@ export class Trainer {
         }
         optimizer.step(params, grads, lr);
         acc.lossSum += batchLoss;
-        acc.correct += results.reduce((s, x) => s + x.correct, 0);
+        acc.correct += correct;
         acc.count += n;
         this.input.onStep?.({ task: t.task, epoch, step, steps: list.length, loss: batchLoss / n });
         stepsSinceSave++;
@@ -485,10 +478,10 @@ export class Trainer {
       rank: r,
       Bk: this.currentB,
       Bv: this.currentB,
-      Ak: p.Ak.map((a) => Float32Array.from(a)),
-      Av: p.Av.map((a) => Float32Array.from(a)),
+      Ak: p.Ak.map(toFloat32),
+      Av: p.Av.map(toFloat32),
     });
-    this.heads.push({ classes, weight: Float32Array.from(p.headW), bias: Float32Array.from(p.headB) });
+    this.heads.push({ classes, weight: toFloat32(p.headW), bias: toFloat32(p.headB) });
   }
 
   private async updateMemory(): Promise<void> {
