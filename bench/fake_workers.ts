@@ -1,21 +1,19 @@
 /**
  * N workers on loopback that answer with precomputed ViT-B/16-sized payloads, for bench/allreduce.ts:
- * what the coordinator pays per step (transport, reduction, optimizer) without any model compute.
+ * what the coordinator pays per step (transport, reduction, optimizer) without any model compute. Real
+ * gRPC with the worker's service definition and message layout (worker/grpc_service.ts builds the
+ * replies), but every reply is encoded once at start-up and each call only writes the bytes: this
+ * process shares the machine with the coordinator being measured, so it should cost as little as it can.
  * Reports the addresses over IPC.
  */
-import type {
-  CovarianceRequest,
-  CovarianceResult,
-  EvalRequest,
-  EvalResult,
-  SetupReply,
-  SetupRequest,
-  TrainStepRequest,
-  TrainStepResult,
-  WorkerClient,
-} from "../common/protocol.js";
+import { Server, ServerCredentials, type ServerDuplexStream, type ServerWritableStream } from "@grpc/grpc-js";
+import { CHUNK_BYTES, messageLimits } from "../common/grpc_wire.js";
+import type { TrainStepResult } from "../common/protocol.js";
 import { PROTOCOL_VERSION } from "../common/protocol.js";
-import { serveWorker } from "../worker/grpc_server.js";
+import * as pb from "../proto/gen/inflora/v1/compute.js";
+import type { SetupRequest, SetupResponse } from "../proto/gen/inflora/v1/setup.js";
+import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
+import { covarianceMessages, trainMessages } from "../worker/grpc_service.js";
 
 const count = Number(process.argv[2] ?? "1");
 const D = Number(process.env.FAKE_D ?? "768");
@@ -33,44 +31,101 @@ const gradA = Array.from({ length: depth }, (_, i) => filled(D * rank, i));
 const gradHeadW = filled(classes * D, 99);
 const gradHeadB = filled(classes, 100);
 const covSums = Array.from({ length: depth }, (_, i) => filled(D * D, 200 + i));
+const dims = { D, depth };
 
-class FakeWorker implements WorkerClient {
-  constructor(readonly name: string) {}
-  async setup(_req: SetupRequest): Promise<SetupReply> {
-    return {
-      workerId: this.name,
-      protocolVersion: PROTOCOL_VERSION,
-      weightsFingerprint: _req.weightsFingerprint,
-      backend: "fake",
-      device: "none",
-    };
-  }
-  async setTaskState(): Promise<void> {}
-  async covariance(req: CovarianceRequest): Promise<CovarianceResult[]> {
-    return req.shards.map((s) => ({ index: s.index, tokens: s.samples.length * 197, sums: covSums }));
-  }
-  async trainStep(req: TrainStepRequest): Promise<TrainStepResult[]> {
-    return req.shards.map((s) => ({
-      index: s.index,
-      count: s.samples.length,
-      lossSum: s.samples.length * 0.5,
+/** Encoded replies per shard index; the sample count is part of the summary, so keyed by it too. */
+const trainBytes = new Map<string, Buffer[]>();
+function trainReply(index: number, samples: number): Buffer[] {
+  const key = `${index}/${samples}`;
+  let bytes = trainBytes.get(key);
+  if (!bytes) {
+    const result: TrainStepResult = {
+      index,
+      count: samples,
+      lossSum: samples * 0.5,
       correct: 0,
       gradAk: gradA,
       gradAv: gradA,
       gradHeadW,
       gradHeadB,
-    }));
+    };
+    bytes = [...trainMessages([result], dims)].map((m) =>
+      Buffer.from(pb.TrainStepResponse.encode(m).finish()),
+    );
+    trainBytes.set(key, bytes);
   }
-  async evaluate(req: EvalRequest): Promise<EvalResult[]> {
-    return req.shards.map((s) => ({ index: s.index, logits: new Float32Array(s.samples.length * classes) }));
+  return bytes;
+}
+const covBytes = new Map<string, Buffer[]>();
+function covReply(index: number, samples: number): Buffer[] {
+  const key = `${index}/${samples}`;
+  let bytes = covBytes.get(key);
+  if (!bytes) {
+    const results = [{ index, tokens: samples * 197, sums: covSums }];
+    bytes = [...covarianceMessages(results, dims, CHUNK_BYTES)].map((m) =>
+      Buffer.from(pb.CovarianceResponse.encode(m).finish()),
+    );
+    covBytes.set(key, bytes);
   }
-  async close(): Promise<void> {}
+  return bytes;
+}
+for (let i = 0; i < 16; i++) trainReply(i, 8);
+
+const raw = (b: Buffer) => b;
+const service = {
+  ...WorkerService,
+  trainStep: { ...WorkerService.trainStep, responseSerialize: raw },
+  covariance: { ...WorkerService.covariance, responseSerialize: raw },
+};
+
+async function writeAll(
+  call: ServerWritableStream<unknown, Buffer> | ServerDuplexStream<unknown, Buffer>,
+  parts: Buffer[],
+) {
+  for (const b of parts) {
+    if (!call.write(b)) await new Promise((r) => call.once("drain", r));
+  }
 }
 
-const servers = await Promise.all(
-  Array.from({ length: count }, (_, k) =>
-    serveWorker({ worker: new FakeWorker(`fake-${k}`), listen: "127.0.0.1:0" }),
-  ),
-);
-process.send?.({ type: "listening", addresses: servers.map((s) => s.address) });
+function serve(k: number): Promise<string> {
+  const server = new Server(messageLimits(16 * 1024 * 1024));
+  server.addService(service, {
+    setup: (call: { request: SetupRequest }, cb: (e: null, r: SetupResponse) => void) =>
+      cb(null, {
+        workerId: `fake-${k}`,
+        protocolVersion: PROTOCOL_VERSION,
+        weightsFingerprint: call.request.weightsFingerprint,
+        backend: "fake",
+        device: "none",
+      }),
+    setTaskState: (call: NodeJS.ReadableStream, cb: (e: null, r: unknown) => void) => {
+      call.on("data", () => {});
+      call.on("end", () => cb(null, {}));
+    },
+    trainStep: (call: ServerDuplexStream<pb.TrainStepRequest, Buffer>) => {
+      let shards: pb.MicroShard[] = [];
+      call.on("data", (m: pb.TrainStepRequest) => {
+        if (m.part?.$case === "header") shards = m.part.value.shards;
+      });
+      call.on("end", async () => {
+        for (const s of shards) await writeAll(call, trainReply(s.index, s.samples!.shape[0]));
+        call.end();
+      });
+    },
+    covariance: async (call: ServerWritableStream<pb.CovarianceRequest, Buffer>) => {
+      for (const s of call.request.shards) await writeAll(call, covReply(s.index, s.samples!.shape[0]));
+      call.end();
+    },
+    evaluate: (call: ServerWritableStream<pb.EvaluateRequest, pb.EvaluateResponse>) => call.end(),
+    release: (_call: unknown, cb: (e: null, r: unknown) => void) => cb(null, {}),
+  });
+  return new Promise((resolve, reject) =>
+    server.bindAsync("127.0.0.1:0", ServerCredentials.createInsecure(), (err, port) =>
+      err ? reject(err) : resolve(`127.0.0.1:${port}`),
+    ),
+  );
+}
+
+const addresses = await Promise.all(Array.from({ length: count }, (_, k) => serve(k)));
+process.send?.({ type: "listening", addresses });
 process.on("disconnect", () => process.exit(0));

@@ -336,7 +336,8 @@ function rowsPerSlice(cols: number, chunkBytes: number): number {
   return Math.max(1, Math.floor(chunkBytes / (Math.max(cols, 1) * 4)));
 }
 
-function* covarianceMessages(
+/** The Covariance reply stream of some results (exported for the all-reduce bench's fake workers). */
+export function* covarianceMessages(
   results: CovarianceResult[],
   dims: Dims,
   chunkBytes: number,
@@ -359,7 +360,8 @@ function* covarianceMessages(
   }
 }
 
-function* trainMessages(results: TrainStepResult[], dims: Dims): Generator<pb.TrainStepResponse> {
+/** The TrainStep reply stream of some results (exported for the all-reduce bench's fake workers). */
+export function* trainMessages(results: TrainStepResult[], dims: Dims): Generator<pb.TrainStepResponse> {
   const { D } = dims;
   for (const r of results) {
     const shardIndex = r.index;
