@@ -15,8 +15,9 @@ import { fileURLToPath } from "node:url";
 import type { MicroShard } from "../common/protocol.js";
 import { PROTOCOL_VERSION } from "../common/protocol.js";
 import { Adam } from "../coordinator/optim/optimizer.js";
-import { sumInOrder } from "../coordinator/reduce.js";
+import { reduceStep, toFloat32 } from "../coordinator/reduce.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
+import { TransportThreads } from "../coordinator/transport/threaded_client.js";
 import { WorkerPool } from "../coordinator/worker_pool.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -28,8 +29,13 @@ const classes = 10;
 const MICRO_SHARDS = 16;
 const BATCH = 128;
 const quick = process.argv.includes("--quick");
-const WORKER_COUNTS = quick ? [1, 2] : [1, 2, 4, 8, 16];
+/** `--workers N`: measure only N workers (profiling); the results files are then left alone. */
+const only = process.argv.indexOf("--workers");
+const onlyWorkers = only >= 0 ? Number(process.argv[only + 1]) : undefined;
+const WORKER_COUNTS = onlyWorkers ? [onlyWorkers] : quick ? [1, 2] : [1, 2, 4, 8, 16];
 const STEPS = quick ? 5 : 30;
+const tt = process.argv.indexOf("--transport-threads");
+const TRANSPORT_THREADS = tt >= 0 ? Number(process.argv[tt + 1]) : 0;
 
 function startFakes(n: number): Promise<{ addresses: string[]; stop(): void }> {
   const child = fork(path.join(here, "fake_workers.ts"), [String(n)], {
@@ -53,6 +59,8 @@ interface Row {
   step_ms_p90: number;
   /** CPU time of the coordinator process per step: its own cost, whatever the workers' process does. */
   coordinator_cpu_ms: number;
+  /** Busy time of the coordinator's event loop per step: the part that cannot move to other cores. */
+  main_thread_ms: number;
   reduce_and_adam_ms: number;
   bytes_sent_per_step: number;
   bytes_received_per_step: number;
@@ -62,9 +70,11 @@ interface Row {
 
 async function measure(n: number): Promise<Row> {
   const fakes = await startFakes(n);
-  const clients = fakes.addresses.map(
-    (a, k) => new GrpcWorkerClient({ address: a, name: `fake-${k}`, releaseOnClose: false }),
-  );
+  const threads = TRANSPORT_THREADS > 0 ? new TransportThreads(TRANSPORT_THREADS) : undefined;
+  const clients = fakes.addresses.map((a, k) => {
+    const options = { address: a, name: `fake-${k}`, releaseOnClose: false };
+    return threads ? threads.connect(options) : new GrpcWorkerClient(options);
+  });
   const pool = new WorkerPool(clients);
   await pool.start({
     runId: "bench",
@@ -98,33 +108,30 @@ async function measure(n: number): Promise<Row> {
   }));
   const times: number[] = [];
   const cpuTimes: number[] = [];
+  const mainTimes: number[] = [];
   const reduceTimes: number[] = [];
   for (let step = 0; step < STEPS + 3; step++) {
     const t0 = performance.now();
     const c0 = process.cpuUsage();
+    const e0 = performance.eventLoopUtilization();
     const sent = {
       version: step + 1,
-      Ak: master.Ak.map((a) => Float32Array.from(a)),
-      Av: master.Av.map((a) => Float32Array.from(a)),
-      head: { classes, weight: Float32Array.from(master.W), bias: Float32Array.from(master.b) },
+      Ak: master.Ak.map(toFloat32),
+      Av: master.Av.map(toFloat32),
+      head: { classes, weight: toFloat32(master.W), bias: toFloat32(master.b) },
     };
     const results = await pool.map(shards, (w, s) =>
       w.trainStep({ stateVersion: 1, params: sent, shards: s }),
     );
     const t1 = performance.now();
-    const count = results.reduce((s, r) => s + r.count, 0);
-    const parts = results.map((r) => [...r.gradAk, ...r.gradAv, r.gradHeadW, r.gradHeadB]);
-    const grads = params.map((_, j) => {
-      const g = sumInOrder(parts, j);
-      for (let k = 0; k < g.length; k++) g[k] /= count;
-      return g;
-    });
-    adam.step(params, grads, 1e-3);
+    // What the trainer does with a step's results.
+    adam.step(params, reduceStep(results).grads, 1e-3);
     const t2 = performance.now();
     const c = process.cpuUsage(c0);
     if (step >= 3) {
       times.push(t2 - t0);
       cpuTimes.push((c.user + c.system) / 1000);
+      mainTimes.push(performance.eventLoopUtilization(e0).active);
       reduceTimes.push(t2 - t1);
     }
   }
@@ -145,6 +152,7 @@ async function measure(n: number): Promise<Row> {
     covTimes.push((performance.now() - t0) / n);
   }
   await pool.close();
+  await threads?.close();
   fakes.stop();
   const covBytes = depth * D * D * 4;
   const sorted = [...times].sort((a, b) => a - b);
@@ -153,6 +161,7 @@ async function measure(n: number): Promise<Row> {
     step_ms_median: median(times),
     step_ms_p90: sorted[Math.floor(sorted.length * 0.9)],
     coordinator_cpu_ms: median(cpuTimes),
+    main_thread_ms: median(mainTimes),
     reduce_and_adam_ms: median(reduceTimes),
     bytes_sent_per_step: paramBytes * Math.min(n, MICRO_SHARDS),
     bytes_received_per_step: paramBytes * MICRO_SHARDS,
@@ -167,7 +176,7 @@ for (const n of WORKER_COUNTS) {
   rows.push(row);
   console.log(
     `${String(n).padStart(2)} workers: step ${row.step_ms_median.toFixed(1)} ms (p90 ${row.step_ms_p90.toFixed(1)}, ` +
-      `coordinator CPU ${row.coordinator_cpu_ms.toFixed(1)} ms), ` +
+      `coordinator CPU ${row.coordinator_cpu_ms.toFixed(1)} ms, main thread ${row.main_thread_ms.toFixed(1)} ms), ` +
       `reduce+Adam ${row.reduce_and_adam_ms.toFixed(1)} ms, sent ${(row.bytes_sent_per_step / 1e6).toFixed(2)} MB, ` +
       `received ${(row.bytes_received_per_step / 1e6).toFixed(2)} MB; covariance shard ${row.covariance_shard_ms.toFixed(0)} ms ` +
       `(${row.covariance_mb_per_s.toFixed(0)} MB/s)`,
@@ -194,7 +203,7 @@ const result = {
   rows,
 };
 mkdirSync(path.join(here, "results"), { recursive: true });
-if (!quick) {
+if (!quick && !onlyWorkers) {
   writeFileSync(path.join(here, "results", "allreduce.json"), `${JSON.stringify(result, null, 1)}\n`);
   const md = [
     "# Coordinator all-reduce (ViT-B/16 payloads, gRPC on loopback)",

@@ -20,6 +20,7 @@ import { staticMembership } from "../coordinator/membership/static_membership.js
 import { CoordinatorMetrics } from "../coordinator/metrics.js";
 import { Trainer, type TrainerInput } from "../coordinator/trainer.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
+import { defaultTransportThreads, TransportThreads } from "../coordinator/transport/threaded_client.js";
 import { WorkerPool } from "../coordinator/worker_pool.js";
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
@@ -47,6 +48,8 @@ export interface TrainOptions {
   readonly security?: ClientSecurityOptions;
   /** Deadline of one worker call, milliseconds (default 10 minutes). */
   readonly callTimeoutMs?: number;
+  /** Threads that run the gRPC clients (0: the main thread; default: defaultTransportThreads()). */
+  readonly transportThreads?: number;
   readonly backend?: string;
   readonly resume: boolean;
   /** Called after every training step (progress bars; tests use it to interrupt a run). */
@@ -100,21 +103,7 @@ interface Workers {
 /** Builds the run's worker pool from the options: in-process engines, local processes, a list or NATS. */
 async function openWorkers(opts: TrainOptions, backend: string | undefined, runId: string): Promise<Workers> {
   const callTimeoutMs = opts.callTimeoutMs ?? 600_000;
-  const connect = (e: WorkerEndpoint) =>
-    new GrpcWorkerClient({
-      address: e.address,
-      name: e.id,
-      security: opts.security,
-      deadlineMs: callTimeoutMs,
-    });
   const count = opts.workers ?? 1;
-  if (opts.workerAddresses?.length || opts.nats) {
-    const membership = opts.workerAddresses?.length
-      ? staticMembership(opts.workerAddresses)
-      : await natsMembership({ url: opts.nats!, auth: natsAuthFromEnv(), runId });
-    const pool = new WorkerPool([], { membership, connect, callTimeoutMs });
-    return { pool, stop: async () => {}, describe: opts.workerAddresses?.length ? "static list" : "NATS" };
-  }
   if (opts.inProcess) {
     const clients = Array.from(
       { length: count },
@@ -122,10 +111,39 @@ async function openWorkers(opts: TrainOptions, backend: string | undefined, runI
     );
     return { pool: new WorkerPool(clients, { callTimeoutMs }), stop: async () => {}, describe: "in-process" };
   }
-  const local = await startLocalWorkers({ count, backend });
-  const membership = staticMembership(local.workers.map((w) => w.address));
-  const pool = new WorkerPool([], { membership, connect, callTimeoutMs });
-  return { pool, stop: () => local.stop(), describe: "local processes" };
+  const threadCount = opts.transportThreads ?? defaultTransportThreads();
+  const threads = threadCount > 0 ? new TransportThreads(threadCount) : undefined;
+  if (threads) log.info({ threads: threadCount }, "gRPC clients on transport threads");
+  const connect = (e: WorkerEndpoint) => {
+    const options = { address: e.address, name: e.id, security: opts.security, deadlineMs: callTimeoutMs };
+    return threads ? threads.connect(options) : new GrpcWorkerClient(options);
+  };
+  const closeThreads = async () => {
+    await threads?.close();
+  };
+  try {
+    if (opts.workerAddresses?.length || opts.nats) {
+      const membership = opts.workerAddresses?.length
+        ? staticMembership(opts.workerAddresses)
+        : await natsMembership({ url: opts.nats!, auth: natsAuthFromEnv(), runId });
+      const pool = new WorkerPool([], { membership, connect, callTimeoutMs });
+      return { pool, stop: closeThreads, describe: opts.workerAddresses?.length ? "static list" : "NATS" };
+    }
+    const local = await startLocalWorkers({ count, backend });
+    const membership = staticMembership(local.workers.map((w) => w.address));
+    const pool = new WorkerPool([], { membership, connect, callTimeoutMs });
+    return {
+      pool,
+      stop: async () => {
+        await local.stop();
+        await closeThreads();
+      },
+      describe: "local processes",
+    };
+  } catch (err) {
+    await closeThreads();
+    throw err;
+  }
 }
 
 export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>> {

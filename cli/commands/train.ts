@@ -2,6 +2,12 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import { log } from "../../common/log.js";
 import { BACKEND_NAMES } from "../../worker/backend_names.js";
 
+function wholeNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected a whole number ≥ 0");
+  return n;
+}
+
 export function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError("expected a positive integer");
@@ -22,6 +28,7 @@ interface TrainCliOptions {
   tlsKey?: string;
   tlsServerName?: string;
   workerTimeout?: number;
+  transportThreads?: number;
   backend?: string;
   resume: boolean;
 }
@@ -47,6 +54,11 @@ function withRunOptions(cmd: Command): Command {
       "deadline of one worker call before its shards move elsewhere",
       positiveInt,
     )
+    .option(
+      "--transport-threads <n>",
+      "threads that run the gRPC clients (0: the main thread; default: cores − 2, at most 4, or $INFLORA_TRANSPORT_THREADS)",
+      wholeNumber,
+    )
     .addOption(new Option("--backend <name>", "compute backend of local workers").choices([...BACKEND_NAMES]))
     .option("--resume", "continue after the last finished task (or mid-task) in --out", false);
 }
@@ -67,6 +79,7 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
     metricsPort: o.metricsPort,
     security: { tokenFile: o.tokenFile, tls },
     callTimeoutMs: o.workerTimeout !== undefined ? o.workerTimeout * 1000 : undefined,
+    transportThreads: o.transportThreads,
     backend: o.backend,
     resume: o.resume,
   });

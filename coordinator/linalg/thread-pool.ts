@@ -96,11 +96,11 @@ export class ThreadPool<Req, Rep> {
 }
 
 /**
- * A worker running the sibling module `name` of this directory: compiled, directly (`name.js`); from
- * TypeScript sources (tsx, vitest), through `name-boot.mjs`, which registers tsx in the worker first (a
- * worker does not inherit its parent's loader).
+ * A worker running the module `name` beside `of` (a module's import.meta.url; default: this directory):
+ * compiled, directly (`name.js`); from TypeScript sources (tsx, vitest), through `name-boot.mjs`, which
+ * registers tsx in the worker first (a worker does not inherit its parent's loader).
  */
-export function startSiblingWorker(name: string): Worker {
-  const fromSource = import.meta.url.endsWith(".ts");
-  return new Worker(new URL(fromSource ? `./${name}-boot.mjs` : `./${name}.js`, import.meta.url));
+export function startSiblingWorker(name: string, of: string = import.meta.url): Worker {
+  const fromSource = of.endsWith(".ts");
+  return new Worker(new URL(fromSource ? `./${name}-boot.mjs` : `./${name}.js`, of));
 }

@@ -15,14 +15,17 @@ const config = shortConfig(tmp);
 const same = (cond: boolean, what: string) => expect(cond, what).toBe(true);
 
 describe("determinism across workers", () => {
-  it("in-process, --workers 1 and --workers 3 give bit-identical runs", async () => {
+  it("in-process, --workers 1 and --workers 3 (gRPC clients on the main thread or on two transport threads) give bit-identical runs", async () => {
     const inProcess = path.join(tmp, "in-process");
     const one = path.join(tmp, "one");
     const three = path.join(tmp, "three");
+    const threaded = path.join(tmp, "three-threaded");
     await train({ config, out: inProcess, workers: 1, inProcess: true, resume: false });
-    await train({ config, out: one, workers: 1, resume: false });
-    await train({ config, out: three, workers: 3, resume: false });
+    await train({ config, out: one, workers: 1, transportThreads: 0, resume: false });
+    await train({ config, out: three, workers: 3, transportThreads: 0, resume: false });
+    await train({ config, out: threaded, workers: 3, transportThreads: 2, resume: false });
     expectSameRun(inProcess, one, same);
     expectSameRun(inProcess, three, same);
+    expectSameRun(inProcess, threaded, same);
   }, 600_000);
 });

@@ -66,7 +66,15 @@ describe("worker faults", () => {
       const bad = await forkWorker(MISBEHAVING, [], { MISBEHAVE: mode, GOOD_STEPS: "3" });
       spawned.push(good, bad);
       const out = path.join(tmp, `malformed-${mode}`);
-      await train({ config, out, workerAddresses: [bad.address, good.address], resume: false });
+      // NaN through two transport threads (the error's class crosses the thread boundary), shapes without.
+      const transportThreads = mode === "nan" ? 2 : 0;
+      await train({
+        config,
+        out,
+        workerAddresses: [bad.address, good.address],
+        transportThreads,
+        resume: false,
+      });
       expectSameRun(reference, out, same);
       const failed = events(out).filter((e) => e.event === "worker_failed");
       expect(failed).toHaveLength(1);
@@ -76,7 +84,7 @@ describe("worker faults", () => {
     }, 300_000);
   }
 
-  it("a worker that hangs past its deadline loses its shards to the others", async () => {
+  it("a worker that hangs past its deadline loses its shards to the others (clients on transport threads)", async () => {
     const good = await startWorker();
     const bad = await forkWorker(MISBEHAVING, [], { MISBEHAVE: "hang", GOOD_STEPS: "2" });
     spawned.push(good, bad);
@@ -87,6 +95,7 @@ describe("worker faults", () => {
       workerAddresses: [bad.address, good.address],
       resume: false,
       callTimeoutMs: 4_000,
+      transportThreads: 2,
     });
     expectSameRun(reference, out, same);
     const failed = events(out).filter((e) => e.event === "worker_failed");

@@ -1,0 +1,124 @@
+/**
+ * What the main thread and a transport thread say to each other (see threaded_client.ts), and how the
+ * transport's errors cross the thread boundary with their class: the worker pool tells a malformed reply
+ * (quarantine), a stale version (resend) and a failed call (retry) apart by class and fields.
+ */
+import type {
+  CovarianceRequest,
+  EvalRequest,
+  HeadPayload,
+  MicroShard,
+  SetupRequest,
+  TaskState,
+} from "../../common/protocol.js";
+import { StaleVersionError } from "../../common/protocol.js";
+import type { GrpcWorkerClientOptions } from "./grpc_client.js";
+import { MalformedReplyError, WorkerRpcError } from "./grpc_client.js";
+
+/** A training step as it crosses to the thread: the parameters travel once per version (`params`). */
+export interface ThreadTrainStep {
+  readonly stateVersion: number;
+  readonly paramsVersion: number;
+  /** Send the full parameters of `paramsVersion` (the thread holds them), not only the version. */
+  readonly full: boolean;
+  readonly shards: MicroShard[];
+}
+
+export type CallMessage =
+  | { readonly method: "setup"; readonly arg: SetupRequest }
+  | { readonly method: "setTaskState"; readonly arg: TaskState }
+  | { readonly method: "covariance"; readonly arg: CovarianceRequest }
+  | { readonly method: "trainStep"; readonly arg: ThreadTrainStep }
+  | { readonly method: "evaluate"; readonly arg: EvalRequest }
+  | { readonly method: "close"; readonly arg?: undefined };
+
+export type ToThread =
+  | { readonly op: "open"; readonly client: number; readonly options: GrpcWorkerClientOptions }
+  | {
+      readonly op: "params";
+      readonly version: number;
+      readonly Ak: Float32Array[];
+      readonly Av: Float32Array[];
+      readonly head: HeadPayload;
+    }
+  | ({ readonly op: "call"; readonly seq: number; readonly client: number } & CallMessage);
+
+export type FromThread =
+  | { readonly seq: number; readonly ok: true; readonly value: unknown }
+  | { readonly seq: number; readonly ok: false; readonly error: SerializedError };
+
+export type SerializedError =
+  | {
+      readonly kind: "malformed";
+      readonly worker: string;
+      readonly method: string;
+      readonly field: string;
+      readonly detail: string;
+    }
+  | {
+      readonly kind: "rpc";
+      readonly worker: string;
+      readonly method: WorkerRpcError["method"];
+      readonly code: number;
+      readonly details: string;
+      readonly reason?: WorkerRpcError["reason"];
+    }
+  | { readonly kind: "stale"; readonly what: "state" | "params"; readonly wanted: number }
+  | { readonly kind: "other"; readonly name: string; readonly message: string; readonly stack?: string };
+
+export function serializeError(err: unknown): SerializedError {
+  if (err instanceof MalformedReplyError) {
+    return {
+      kind: "malformed",
+      worker: err.worker,
+      method: err.method,
+      field: err.field,
+      detail: err.detail,
+    };
+  }
+  if (err instanceof WorkerRpcError) {
+    return {
+      kind: "rpc",
+      worker: err.worker,
+      method: err.method,
+      code: err.code,
+      details: err.details,
+      reason: err.reason,
+    };
+  }
+  if (err instanceof StaleVersionError) return { kind: "stale", what: err.what, wanted: err.wanted };
+  const e = err instanceof Error ? err : new Error(String(err));
+  return { kind: "other", name: e.name, message: e.message, stack: e.stack };
+}
+
+export function deserializeError(e: SerializedError): Error {
+  switch (e.kind) {
+    case "malformed":
+      return new MalformedReplyError(e.worker, e.method, e.field, e.detail);
+    case "rpc":
+      return new WorkerRpcError(e.worker, e.method, e.code, e.details, e.reason);
+    case "stale":
+      return new StaleVersionError(e.what, e.wanted);
+    case "other": {
+      const err = new Error(e.message);
+      err.name = e.name;
+      if (e.stack) err.stack = e.stack;
+      return err;
+    }
+  }
+}
+
+/**
+ * The ArrayBuffers under the typed arrays of a result, once each: moved, not copied, to the main thread.
+ * Only buffers that nothing else in the thread holds qualify — the transport's decoded replies are.
+ */
+export function transferablesOf(value: unknown, out = new Set<ArrayBuffer>()): ArrayBuffer[] {
+  if (ArrayBuffer.isView(value)) {
+    if (value.buffer instanceof ArrayBuffer) out.add(value.buffer);
+  } else if (Array.isArray(value)) {
+    for (const v of value) transferablesOf(v, out);
+  } else if (value !== null && typeof value === "object") {
+    for (const v of Object.values(value)) transferablesOf(v, out);
+  }
+  return [...out];
+}
