@@ -110,11 +110,15 @@ export function deserializeError(e: SerializedError): Error {
 
 /**
  * The ArrayBuffers under the typed arrays of a result, once each: moved, not copied, to the main thread.
- * Only buffers that nothing else in the thread holds qualify — the transport's decoded replies are.
+ * Only buffers that nothing else in the thread uses qualify: the transport's decoded replies and the
+ * gRPC message buffers its gradients are read from in place — but not Node's shared pool, from which
+ * small Buffers (under half of Buffer.poolSize) are cut: moving it would break every later small
+ * allocation. Pool slabs are Buffer.poolSize long; small arrays are cheap to copy anyway.
  */
 export function transferablesOf(value: unknown, out = new Set<ArrayBuffer>()): ArrayBuffer[] {
   if (ArrayBuffer.isView(value)) {
-    if (value.buffer instanceof ArrayBuffer) out.add(value.buffer);
+    const buffer = value.buffer;
+    if (buffer instanceof ArrayBuffer && buffer.byteLength > Buffer.poolSize) out.add(buffer);
   } else if (Array.isArray(value)) {
     for (const v of value) transferablesOf(v, out);
   } else if (value !== null && typeof value === "object") {

@@ -27,6 +27,9 @@ import { startSiblingWorker } from "../linalg/thread-pool.js";
 import type { GrpcWorkerClientOptions } from "./grpc_client.js";
 import { type CallMessage, deserializeError, type FromThread, type ToThread } from "./thread_messages.js";
 
+/** Restarts of one transport thread over the coordinator's life before its workers are given up. */
+const MAX_THREAD_RESTARTS = 3;
+
 interface Pending {
   readonly resolve: (value: unknown) => void;
   readonly reject: (err: Error) => void;
@@ -41,6 +44,9 @@ class TransportThread {
   private sentParams = new WeakSet<object>();
   readonly clients = new Map<number, GrpcWorkerClientOptions>();
   private closed = false;
+  private restarts = 0;
+  /** Set once the restart budget is spent: every call fails with it. */
+  private dead?: Error;
 
   constructor(
     readonly index: number,
@@ -70,22 +76,34 @@ class TransportThread {
    * them elsewhere — and is replaced, with its clients reopened, so later calls work again.
    */
   private died(err: Error): void {
-    if (this.closed) return;
-    log.error({ thread: this.index, err: err.message }, "transport thread died; restarting it");
+    if (this.closed || this.dead) return;
     for (const p of this.pending.values())
       p.reject(new Error(`transport thread ${this.index}: ${err.message}`));
     this.pending.clear();
     this.sentParams = new WeakSet();
     this.worker.removeAllListeners();
+    // A thread that cannot even start (a missing module) would otherwise be restarted forever.
+    if (++this.restarts > MAX_THREAD_RESTARTS) {
+      this.dead = new Error(
+        `transport thread ${this.index} died ${this.restarts} times, last: ${err.message}; not restarted again`,
+      );
+      log.error({ thread: this.index, err: err.message }, "transport thread died too often");
+      return;
+    }
+    log.error(
+      { thread: this.index, err: err.message, restarts: this.restarts },
+      "transport thread died; restarting it",
+    );
     this.start();
   }
 
   post(msg: ToThread): void {
-    this.worker.postMessage(msg);
+    if (!this.dead) this.worker.postMessage(msg);
   }
 
   call(client: number, call: CallMessage): Promise<unknown> {
     if (this.closed) return Promise.reject(new Error(`transport thread ${this.index} is closed`));
+    if (this.dead) return Promise.reject(this.dead);
     const seq = ++this.seq;
     return new Promise((resolve, reject) => {
       this.pending.set(seq, { resolve, reject });

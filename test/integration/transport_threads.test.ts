@@ -3,7 +3,7 @@
  * error classes and fields (the worker pool's quarantine / resend / retry decisions depend on them),
  * and a thread that dies fails only its calls in flight and is replaced.
  */
-import type { Worker } from "node:worker_threads";
+import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   type MicroShard,
@@ -161,5 +161,21 @@ describe("gRPC clients on transport threads", () => {
     await onThread0.setup(setupRequest(D, depth));
     const again = await onThread0.trainStep({ stateVersion: 1, params, shards });
     expect(again[0].gradAk[0]).toEqual(values(D * r, 10));
+  });
+
+  it("a thread that cannot start is restarted three times, then its calls fail with the reason", async () => {
+    let started = 0;
+    const broken = new TransportThreads(1, () => {
+      started++;
+      return new Worker("process.exit(3)", { eval: true });
+    });
+    const client = broken.connect({ address: server.address, name: "worker-b" });
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(started).toBe(4);
+    const err = await rejection(client.setup(setupRequest(D, depth)));
+    expect(err.message).toBe(
+      "transport thread 0 died 4 times, last: exited with code 3; not restarted again",
+    );
+    await broken.close();
   });
 });
