@@ -3,22 +3,30 @@
  * receive every micro-shard's gradients, reduce them in float64 in shard order, run Adam — and its bytes,
  * with ViT-B/16-sized payloads (12 blocks, D 768, r 10, 10 classes) for 1…16 workers on loopback. The
  * workers (bench/fake_workers.ts, another process) answer at once with precomputed payloads, so what is
- * measured is the coordinator and the transport, never model compute. Also the covariance all-reduce:
- * one 12 × 768² float32 sum per shard. Writes bench/results/allreduce.json and .md.
+ * measured is the coordinator and the transport, never model compute. Each worker count runs twice, side
+ * by side: gRPC clients on the main thread, and on transport threads (`--transport-threads`, default
+ * what `inflora train` would pick on this machine, at least 1). Also the floor: grpc-js alone moving the
+ * same bytes (pre-encoded requests, replies dropped undecoded), and the covariance all-reduce (one
+ * 12 × 768² float32 sum per shard). Writes bench/results/allreduce.json and .md.
  */
 import { fork } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
+import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
+import { credentials, makeGenericClientConstructor } from "@grpc/grpc-js";
+import { MAX_MESSAGE_BYTES, messageLimits } from "../common/grpc_wire.js";
 import type { MicroShard } from "../common/protocol.js";
 import { PROTOCOL_VERSION } from "../common/protocol.js";
 import { Adam } from "../coordinator/optim/optimizer.js";
 import { reduceStep, toFloat32 } from "../coordinator/reduce.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
-import { TransportThreads } from "../coordinator/transport/threaded_client.js";
-import { WorkerPool } from "../coordinator/worker_pool.js";
+import { serializeTrainStepRequest, trainStepParts } from "../coordinator/transport/grpc_messages.js";
+import { defaultTransportThreads, TransportThreads } from "../coordinator/transport/threaded_client.js";
+import { splitBlocks, WorkerPool } from "../coordinator/worker_pool.js";
+import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tsx = createRequire(import.meta.url).resolve("tsx");
@@ -35,7 +43,7 @@ const onlyWorkers = only >= 0 ? Number(process.argv[only + 1]) : undefined;
 const WORKER_COUNTS = onlyWorkers ? [onlyWorkers] : quick ? [1, 2] : [1, 2, 4, 8, 16];
 const STEPS = quick ? 5 : 30;
 const tt = process.argv.indexOf("--transport-threads");
-const TRANSPORT_THREADS = tt >= 0 ? Number(process.argv[tt + 1]) : 0;
+const TRANSPORT_THREADS = tt >= 0 ? Number(process.argv[tt + 1]) : Math.max(1, defaultTransportThreads());
 
 function startFakes(n: number): Promise<{ addresses: string[]; stop(): void }> {
   const child = fork(path.join(here, "fake_workers.ts"), [String(n)], {
@@ -55,6 +63,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 interface Row {
   workers: number;
+  /** 0: the gRPC clients on the main thread. */
+  transport_threads: number;
   step_ms_median: number;
   step_ms_p90: number;
   /** CPU time of the coordinator process per step: its own cost, whatever the workers' process does. */
@@ -68,9 +78,10 @@ interface Row {
   covariance_mb_per_s: number;
 }
 
-async function measure(n: number): Promise<Row> {
-  const fakes = await startFakes(n);
-  const threads = TRANSPORT_THREADS > 0 ? new TransportThreads(TRANSPORT_THREADS) : undefined;
+type Fakes = Awaited<ReturnType<typeof startFakes>>;
+
+async function measure(n: number, fakes: Fakes, transportThreads: number): Promise<Row> {
+  const threads = transportThreads > 0 ? new TransportThreads(transportThreads) : undefined;
   const clients = fakes.addresses.map((a, k) => {
     const options = { address: a, name: `fake-${k}`, releaseOnClose: false };
     return threads ? threads.connect(options) : new GrpcWorkerClient(options);
@@ -153,11 +164,11 @@ async function measure(n: number): Promise<Row> {
   }
   await pool.close();
   await threads?.close();
-  fakes.stop();
   const covBytes = depth * D * D * 4;
   const sorted = [...times].sort((a, b) => a - b);
   return {
     workers: n,
+    transport_threads: transportThreads,
     step_ms_median: median(times),
     step_ms_p90: sorted[Math.floor(sorted.length * 0.9)],
     coordinator_cpu_ms: median(cpuTimes),
@@ -170,17 +181,84 @@ async function measure(n: number): Promise<Row> {
   };
 }
 
-const rows: Row[] = [];
-for (const n of WORKER_COUNTS) {
-  const row = await measure(n);
-  rows.push(row);
-  console.log(
-    `${String(n).padStart(2)} workers: step ${row.step_ms_median.toFixed(1)} ms (p90 ${row.step_ms_p90.toFixed(1)}, ` +
-      `coordinator CPU ${row.coordinator_cpu_ms.toFixed(1)} ms, main thread ${row.main_thread_ms.toFixed(1)} ms), ` +
-      `reduce+Adam ${row.reduce_and_adam_ms.toFixed(1)} ms, sent ${(row.bytes_sent_per_step / 1e6).toFixed(2)} MB, ` +
-      `received ${(row.bytes_received_per_step / 1e6).toFixed(2)} MB; covariance shard ${row.covariance_shard_ms.toFixed(0)} ms ` +
-      `(${row.covariance_mb_per_s.toFixed(0)} MB/s)`,
+/**
+ * The floor: grpc-js alone doing a step's traffic — the same requests, encoded once in advance, to every
+ * worker for its shards, and the replies received as bytes and dropped. Coordinator CPU per step.
+ */
+async function measureFloor(n: number, fakes: Fakes): Promise<number> {
+  const raw = (b: Buffer) => b;
+  const Client = makeGenericClientConstructor(
+    { trainStep: { ...WorkerService.trainStep, requestSerialize: raw, responseDeserialize: raw } },
+    "inflora.v1.Worker",
   );
+  const clients = fakes.addresses.map(
+    (a) =>
+      new Client(a, credentials.createInsecure(), {
+        ...messageLimits(MAX_MESSAGE_BYTES),
+        "grpc-node.flow_control_window": 8 << 20,
+      }),
+  );
+  const per = BATCH / MICRO_SHARDS;
+  const shards: MicroShard[] = Array.from({ length: MICRO_SHARDS }, (_, i) => ({
+    index: i,
+    split: "train",
+    samples: Int32Array.from({ length: per }, (_, j) => i * per + j),
+    targets: Int32Array.from({ length: per }, (_, j) => j % classes),
+  }));
+  const params = {
+    version: 1,
+    Ak: Array.from({ length: depth }, () => new Float32Array(D * rank)),
+    Av: Array.from({ length: depth }, () => new Float32Array(D * rank)),
+    head: { classes, weight: new Float32Array(classes * D), bias: new Float32Array(classes) },
+  };
+  const blocks = splitBlocks(shards, n);
+  const requests = blocks.map((b) =>
+    [...trainStepParts({ stateVersion: 1, params, shards: b }, "bench", D)].map(serializeTrainStepRequest),
+  );
+  const cpu: number[] = [];
+  for (let step = 0; step < STEPS + 3; step++) {
+    const c0 = process.cpuUsage();
+    await Promise.all(
+      blocks.map(
+        (_, k) =>
+          new Promise<void>((resolve, reject) => {
+            const call = (clients[k] as unknown as { trainStep(): Duplex }).trainStep();
+            call.on("data", () => {});
+            call.on("error", reject);
+            call.on("end", () => resolve());
+            for (const m of requests[k]) call.write(m);
+            call.end();
+          }),
+      ),
+    );
+    const c = process.cpuUsage(c0);
+    if (step >= 3) cpu.push((c.user + c.system) / 1000);
+  }
+  for (const c of clients) c.close();
+  return median(cpu);
+}
+
+const rows: Row[] = [];
+const floors = new Map<number, number>();
+const fmt = (x: number) => x.toFixed(1);
+for (const n of WORKER_COUNTS) {
+  const fakes = await startFakes(n);
+  for (const threads of [0, TRANSPORT_THREADS]) {
+    const row = await measure(n, fakes, threads);
+    rows.push(row);
+    console.log(
+      `${String(n).padStart(2)} workers, ${threads ? `${threads} transport thread(s)` : "clients on the main thread"}: ` +
+        `step ${fmt(row.step_ms_median)} ms (p90 ${fmt(row.step_ms_p90)}), coordinator CPU ${fmt(row.coordinator_cpu_ms)} ms, ` +
+        `main thread ${fmt(row.main_thread_ms)} ms, reduce+Adam ${fmt(row.reduce_and_adam_ms)} ms, ` +
+        `sent ${(row.bytes_sent_per_step / 1e6).toFixed(2)} MB, received ${(row.bytes_received_per_step / 1e6).toFixed(2)} MB; ` +
+        `covariance shard ${row.covariance_shard_ms.toFixed(0)} ms (${row.covariance_mb_per_s.toFixed(0)} MB/s)`,
+    );
+  }
+  floors.set(n, await measureFloor(n, fakes));
+  console.log(
+    `${String(n).padStart(2)} workers, grpc-js alone moving the same bytes: ${fmt(floors.get(n)!)} ms CPU per step`,
+  );
+  fakes.stop();
 }
 const result = {
   date: new Date().toISOString(),
@@ -201,6 +279,8 @@ const result = {
     transport: "gRPC on loopback, workers in one other process",
   },
   rows,
+  /** Coordinator CPU ms per step of grpc-js alone moving a step's bytes, by worker count. */
+  grpc_floor_cpu_ms: Object.fromEntries(floors),
 };
 mkdirSync(path.join(here, "results"), { recursive: true });
 if (!quick && !onlyWorkers) {
@@ -211,11 +291,13 @@ if (!quick && !onlyWorkers) {
     `${result.date}, ${result.machine.cpu} × ${result.machine.cores}, Node ${result.machine.node}; load average ${result.machine.loadavg.map((x) => x.toFixed(1)).join(" ")}.`,
     `Per step: A_t (12 × 2 × 768 × 10) and head sent to every worker, gradients of ${MICRO_SHARDS} micro-shards received, float64 reduction in shard order, Adam. Workers answer instantly (no compute).`,
     "",
-    "| workers | step ms (median, wall) | p90 | coordinator CPU ms/step | reduce + Adam ms | sent MB | received MB | covariance shard ms | covariance MB/s |",
-    "|---|---|---|---|---|---|---|---|---|",
+    `Coordinator CPU covers every thread of the process; main thread is its event loop's busy time. The floor is grpc-js alone moving the same bytes (requests pre-encoded, replies dropped undecoded). On this machine the fake workers' process shares the ${result.machine.cores} cores with the coordinator.`,
+    "",
+    "| workers | transport threads | step ms (median, wall) | p90 | coordinator CPU ms/step | main thread ms/step | reduce + Adam ms | grpc-js floor CPU ms | sent MB | received MB | covariance shard ms | covariance MB/s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...rows.map(
       (r) =>
-        `| ${r.workers} | ${r.step_ms_median.toFixed(1)} | ${r.step_ms_p90.toFixed(1)} | ${r.coordinator_cpu_ms.toFixed(1)} | ${r.reduce_and_adam_ms.toFixed(1)} | ${(r.bytes_sent_per_step / 1e6).toFixed(2)} | ${(r.bytes_received_per_step / 1e6).toFixed(2)} | ${r.covariance_shard_ms.toFixed(0)} | ${r.covariance_mb_per_s.toFixed(0)} |`,
+        `| ${r.workers} | ${r.transport_threads} | ${fmt(r.step_ms_median)} | ${fmt(r.step_ms_p90)} | ${fmt(r.coordinator_cpu_ms)} | ${fmt(r.main_thread_ms)} | ${fmt(r.reduce_and_adam_ms)} | ${fmt(floors.get(r.workers)!)} | ${(r.bytes_sent_per_step / 1e6).toFixed(2)} | ${(r.bytes_received_per_step / 1e6).toFixed(2)} | ${r.covariance_shard_ms.toFixed(0)} | ${r.covariance_mb_per_s.toFixed(0)} |`,
     ),
     "",
   ].join("\n");

@@ -13,7 +13,7 @@ import { PROTOCOL_VERSION } from "../common/protocol.js";
 import * as pb from "../proto/gen/inflora/v1/compute.js";
 import type { SetupRequest, SetupResponse } from "../proto/gen/inflora/v1/setup.js";
 import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
-import { covarianceMessages, trainMessages } from "../worker/grpc_service.js";
+import { covarianceMessages, serializeTrainStepResponse, trainMessages } from "../worker/grpc_service.js";
 
 const count = Number(process.argv[2] ?? "1");
 const D = Number(process.env.FAKE_D ?? "768");
@@ -49,9 +49,7 @@ function trainReply(index: number, samples: number): Buffer[] {
       gradHeadW,
       gradHeadB,
     };
-    bytes = [...trainMessages([result], dims)].map((m) =>
-      Buffer.from(pb.TrainStepResponse.encode(m).finish()),
-    );
+    bytes = [...trainMessages([result], dims, 4 * CHUNK_BYTES)].map(serializeTrainStepResponse);
     trainBytes.set(key, bytes);
   }
   return bytes;

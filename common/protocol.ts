@@ -7,7 +7,7 @@
 import type { DataOptions } from "./data/options.js";
 import type { AugmentKey, Split } from "./data/types.js";
 
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /** Model dimensions, as the worker's ViT needs them. */
 export interface ModelSpec {

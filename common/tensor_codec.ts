@@ -153,6 +153,21 @@ export function decodeU8(t: Tensor | undefined, spec: DecodeSpec): Decoded<Uint8
 }
 
 /**
+ * A float32 Tensor's values without copying them when its bytes sit 4-byte aligned in the received
+ * message (the sender can arrange it; see TrainStepResponse.align), else as a copy. The view shares the
+ * message's buffer, which the transport never reuses. Checks dtype and shape, not the values.
+ */
+export function viewF32(t: Tensor | undefined, spec: DecodeSpec): Decoded<Float32Array> {
+  const shape = checkTensor(t, Dtype.DTYPE_F32, spec);
+  const bytes = t!.data;
+  const data =
+    LITTLE_ENDIAN && bytes.byteOffset % 4 === 0
+      ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+      : new Float32Array(copyBytes(t!, 4));
+  return { data, shape };
+}
+
+/**
  * Decodes a float32 Tensor straight into `dest` at element `offset` (one copy instead of two: this is the
  * path of the 28 MB covariance replies). Returns the tensor's shape.
  */

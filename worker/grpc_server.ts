@@ -27,7 +27,7 @@ import { CHUNK_BYTES, MAX_MESSAGE_BYTES, messageLimits, WORKER_SERVICE } from ".
 import { log } from "../common/log.js";
 import type { WorkerClient } from "../common/protocol.js";
 import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
-import { tolerantDefinition, WorkerGrpcService } from "./grpc_service.js";
+import { serializeTrainStepResponse, tolerantDefinition, WorkerGrpcService } from "./grpc_service.js";
 
 export interface ServeWorkerOptions {
   readonly worker: WorkerClient;
@@ -80,7 +80,17 @@ export async function serveWorker(options: ServeWorkerOptions): Promise<WorkerSe
     chunkBytes: options.chunkBytes ?? CHUNK_BYTES,
     onReady: (ready) => health.setStatus(WORKER_SERVICE, ready ? "SERVING" : "NOT_SERVING"),
   });
-  server.addService(tolerantDefinition(WorkerService), service.handlers());
+  const definition = tolerantDefinition(WorkerService);
+  server.addService(
+    {
+      ...definition,
+      trainStep: {
+        ...definition.trainStep,
+        responseSerialize: serializeTrainStepResponse as (m: unknown) => Buffer,
+      },
+    },
+    service.handlers(),
+  );
   health.addToServer(server);
   new ReflectionService(reflectionPackage()).addToServer(server);
 

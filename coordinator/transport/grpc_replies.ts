@@ -10,9 +10,9 @@ import {
   checkTensor,
   type DecodeSpec,
   Dtype,
-  decodeF32,
   decodeF32Into,
   TensorCodecError,
+  viewF32,
 } from "../../common/tensor_codec.js";
 import type * as pb from "../../proto/gen/inflora/v1/compute.js";
 
@@ -137,16 +137,16 @@ export class CovarianceReplies extends ShardReplies {
   }
 }
 
-interface TrainParts {
-  summary?: pb.TrainShardSummary;
-  gradAk: Float32Array[];
-  gradAv: Float32Array[];
-  headW?: Float32Array;
-  headB?: Float32Array;
+interface ShardGradients {
+  readonly summary: pb.TrainShardSummary;
+  /** Elements of the flat vector: 2·depth·D·rank + classes·(D + 1). */
+  readonly total: number;
+  flat?: Float32Array;
+  received: number;
 }
 
 export class TrainReplies extends ShardReplies {
-  private readonly parts = new Map<number, TrainParts>();
+  private readonly parts = new Map<number, ShardGradients>();
 
   /** `rank`, `classes`: of the parameters this step ran with, when the client knows them. */
   constructor(
@@ -159,84 +159,102 @@ export class TrainReplies extends ShardReplies {
   }
 
   add(msg: pb.TrainStepResponse): void {
-    const { D, depth } = this.ctx;
     const shard = this.shard(msg.shardIndex);
     const at = `shard ${msg.shardIndex}`;
     let p = this.parts.get(msg.shardIndex);
-    if (!p) {
-      p = { gradAk: [], gradAv: [] };
+    if (msg.summary) {
+      if (p) this.fail(`${at}.summary`, "sent twice");
+      p = this.begin(at, shard, msg.summary);
       this.parts.set(msg.shardIndex, p);
+    } else if (!p) {
+      this.fail(`${at}.summary`, "gradients arrived before the summary");
     }
-    const part = msg.part;
-    switch (part?.$case) {
-      case "summary": {
-        const s = part.value;
-        if (p.summary) this.fail(`${at}.summary`, "sent twice");
-        if (s.count !== shard.samples.length)
-          this.fail(`${at}.count`, `${s.count} for ${shard.samples.length} samples`);
-        if (!Number.isFinite(s.lossSum)) this.fail(`${at}.loss_sum`, `is ${s.lossSum}`);
-        if (s.correct > s.count) this.fail(`${at}.correct`, `${s.correct} of ${s.count} samples`);
-        p.summary = s;
-        break;
-      }
-      case "grads": {
-        const b = part.value.block;
-        if (b >= depth) this.fail(`${at}.grads.block`, `${b} outside [0, ${depth})`);
-        if (p.gradAk[b]) this.fail(`${at}.grads[${b}]`, "sent twice");
-        const ak = this.guard(() =>
-          decodeF32(part.value.aK, { field: `${at}.grad_Ak[${b}]`, shape: [D, this.rank], finite: true }),
-        );
-        this.rank ??= ak.shape[1];
-        p.gradAk[b] = ak.data;
-        p.gradAv[b] = this.guard(
-          () =>
-            decodeF32(part.value.aV, { field: `${at}.grad_Av[${b}]`, shape: [D, this.rank], finite: true })
-              .data,
-        );
-        break;
-      }
-      case "headGrad": {
-        if (p.headW) this.fail(`${at}.head_grad`, "sent twice");
-        const w = this.guard(() =>
-          decodeF32(part.value.weight, {
-            field: `${at}.grad_head_w`,
-            shape: [this.classes, D],
-            finite: true,
-          }),
-        );
-        this.classes ??= w.shape[0];
-        p.headW = w.data;
-        p.headB = this.guard(
-          () =>
-            decodeF32(part.value.bias, { field: `${at}.grad_head_b`, shape: [this.classes], finite: true })
-              .data,
-        );
-        break;
-      }
-      default:
-        this.fail(`${at}.part`, "empty");
+    const field = `${at}.grads`;
+    const spec: DecodeSpec = { field, shape: [undefined] };
+    const [n] = this.guard(() => checkTensor(msg.grads, Dtype.DTYPE_F32, spec));
+    if (msg.offset !== p.received) {
+      this.fail(field, `a slice at element ${msg.offset}, expected ${p.received} (slices come in order)`);
     }
+    if (p.received + n > p.total) {
+      const { rank, classes } = p.summary;
+      this.fail(
+        field,
+        `elements [${p.received}, ${p.received + n}) overrun the ${p.total} of rank ${rank} and ${classes} classes`,
+      );
+    }
+    // The common case, the whole vector in one message, is read in place; slices are gathered.
+    let values: Float32Array;
+    if (n === p.total) {
+      values = this.guard(() => viewF32(msg.grads, spec)).data;
+      p.flat = values;
+    } else {
+      p.flat ??= new Float32Array(p.total);
+      this.guard(() => decodeF32Into(msg.grads, spec, p.flat!, p.received));
+      values = p.flat.subarray(p.received, p.received + n);
+    }
+    this.checkFinite(at, p, values, p.received);
+    p.received += n;
+  }
+
+  /** Checks a shard's summary and what it says of the gradients against the step's parameters. */
+  private begin(at: string, shard: MicroShard, s: pb.TrainShardSummary): ShardGradients {
+    const { D, depth } = this.ctx;
+    if (s.count !== shard.samples.length)
+      this.fail(`${at}.count`, `${s.count} for ${shard.samples.length} samples`);
+    if (!Number.isFinite(s.lossSum)) this.fail(`${at}.loss_sum`, `is ${s.lossSum}`);
+    if (s.correct > s.count) this.fail(`${at}.correct`, `${s.correct} of ${s.count} samples`);
+    if (s.rank < 1 || (this.rank !== undefined && s.rank !== this.rank))
+      this.fail(`${at}.rank`, `${s.rank}, expected ${this.rank ?? "≥ 1"} (the parameters')`);
+    if (s.classes < 1 || (this.classes !== undefined && s.classes !== this.classes))
+      this.fail(`${at}.classes`, `${s.classes}, expected ${this.classes ?? "≥ 1"} (the head's)`);
+    this.rank = s.rank;
+    this.classes = s.classes;
+    return { summary: s, total: 2 * depth * D * s.rank + s.classes * (D + 1), received: 0 };
+  }
+
+  /** Refuses NaN and ±Inf, naming the tensor and element (`shard 3.grad_Av[7]: element 12 is NaN`). */
+  private checkFinite(at: string, p: ShardGradients, values: Float32Array, offset: number): void {
+    // A float64 sum of finite float32 values stays finite, and NaN or ±Inf anywhere poisons it.
+    let sum = 0;
+    for (let i = 0; i < values.length; i++) sum += values[i];
+    if (Number.isFinite(sum)) return;
+    const i = values.findIndex((v) => !Number.isFinite(v));
+    const { D, depth } = this.ctx;
+    const per = D * p.summary.rank;
+    const g = offset + i;
+    const head = 2 * depth * per;
+    const [name, element] =
+      g < depth * per
+        ? [`grad_Ak[${Math.floor(g / per)}]`, g % per]
+        : g < head
+          ? [`grad_Av[${Math.floor((g - depth * per) / per)}]`, (g - depth * per) % per]
+          : g < head + p.summary.classes * D
+            ? ["grad_head_w", g - head]
+            : ["grad_head_b", g - head - p.summary.classes * D];
+    this.fail(`${at}.${name}`, `element ${element} is ${values[i]}`);
   }
 
   finish(): TrainStepResult[] {
     this.missingShards(new Set(this.parts.keys()));
+    const { D, depth } = this.ctx;
     return [...this.sent.keys()].map((index) => {
       const p = this.parts.get(index)!;
-      const at = `shard ${index}`;
-      if (!p.summary) this.fail(`${at}.summary`, "never arrived");
-      const gap = Array.from({ length: this.ctx.depth }, (_, i) => i).filter((i) => !p.gradAk[i]);
-      if (gap.length) this.fail(`${at}.grads`, `blocks ${gap.join(", ")} never arrived`);
-      if (!p.headW || !p.headB) this.fail(`${at}.head_grad`, "never arrived");
-      const s = p.summary;
+      if (p.received !== p.total)
+        this.fail(`shard ${index}.grads`, `${p.received} of ${p.total} elements arrived`);
+      const { rank, classes } = p.summary;
+      const flat = p.flat!;
+      const per = D * rank;
+      const block = (k: number) => flat.subarray(k * per, (k + 1) * per);
+      const head = 2 * depth * per;
       return {
         index,
-        count: s.count,
-        lossSum: s.lossSum,
-        correct: s.correct,
-        gradAk: p.gradAk,
-        gradAv: p.gradAv,
-        gradHeadW: p.headW,
-        gradHeadB: p.headB,
+        count: p.summary.count,
+        lossSum: p.summary.lossSum,
+        correct: p.summary.correct,
+        gradAk: Array.from({ length: depth }, (_, b) => block(b)),
+        gradAv: Array.from({ length: depth }, (_, b) => block(depth + b)),
+        gradHeadW: flat.subarray(head, head + classes * D),
+        gradHeadB: flat.subarray(head + classes * D, head + classes * (D + 1)),
       };
     });
   }

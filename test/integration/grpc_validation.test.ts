@@ -10,12 +10,13 @@ import {
   type Metadata,
   Server,
   ServerCredentials,
+  type ServerDuplexStream,
   type ServerWritableStream,
   type ServiceError,
   status,
 } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { MicroShard, TrainParams } from "../../common/protocol.js";
+import { type MicroShard, PROTOCOL_VERSION, type TrainParams } from "../../common/protocol.js";
 import { Dtype, encodeTensor, type Tensor } from "../../common/tensor_codec.js";
 import { GrpcWorkerClient, MalformedReplyError } from "../../coordinator/transport/grpc_client.js";
 import * as pb from "../../proto/gen/inflora/v1/compute.js";
@@ -355,7 +356,8 @@ describe("malformed replies (through the real server)", () => {
     expect(err.message).toContain("shard 1.count: 5 for 1 samples");
     worker.trainReply = () => [grads(0, 2), { ...grads(1, 1), gradAv: [f32(D * r), f32(D * (r + 1))] }];
     err = await rejection(client.trainStep({ stateVersion: 1, params, shards }));
-    expect(err.message).toContain("shard 1.grad_Av[1]: shape [8, 3], expected [8, 2]");
+    // 2·depth·D·r + classes·(D + 1) = 64 + 27 elements; A_v[1] one column wider makes 99.
+    expect(err.message).toContain("shard 1.grads: elements [0, 99) overrun the 91 of rank 2 and 3 classes");
     worker.trainReply = () => [
       grads(0, 2),
       { ...grads(1, 1), gradHeadB: Float32Array.from([0, Number.NEGATIVE_INFINITY, 0]) },
@@ -406,6 +408,7 @@ describe("malformed replies (from a rogue server)", () => {
   let rogue: Server;
   let rogueClient: GrpcWorkerClient;
   let script: pb.CovarianceResponse[] = [];
+  let trainScript: pb.TrainStepResponse[] = [];
 
   beforeAll(async () => {
     rogue = new Server();
@@ -415,13 +418,19 @@ describe("malformed replies (from a rogue server)", () => {
       setup: (call, cb) =>
         cb(null, {
           workerId: "rogue",
-          protocolVersion: 1,
+          protocolVersion: PROTOCOL_VERSION,
           weightsFingerprint: call.request.weightsFingerprint,
           backend: "x",
           device: "x",
         }),
       setTaskState: unimplemented,
-      trainStep: (call) => call.emit("error", { code: status.UNIMPLEMENTED }),
+      trainStep: (call: ServerDuplexStream<pb.TrainStepRequest, pb.TrainStepResponse>) => {
+        call.on("data", () => {});
+        call.on("end", () => {
+          for (const m of trainScript) call.write(m);
+          call.end();
+        });
+      },
       evaluate: (call) => call.emit("error", { code: status.UNIMPLEMENTED }),
       release: (_call, cb) => cb(null, {}),
       covariance: (call: ServerWritableStream<pb.CovarianceRequest, pb.CovarianceResponse>) => {
@@ -493,5 +502,92 @@ describe("malformed replies (from a rogue server)", () => {
     const err = await rejection(rogueClient.covariance(request));
     expect(err).toBeInstanceOf(MalformedReplyError);
     expect(err.message).toBe(`worker rogue: malformed covariance reply: ${message}`);
+  });
+
+  // Training replies: per shard a summary and one flat vector of 2·depth·D·r + classes·(D + 1) = 91
+  // elements (r = 2, 3 classes), whole or in ordered slices.
+  const total = 2 * depth * D * r + 3 * (D + 1);
+  const vector = Float32Array.from({ length: total }, (_, i) => i / 8);
+  const summary = { count: 2, lossSum: 1.5, correct: 1, rank: r, classes: 3 };
+  const slice = (from: number, to: number, first = from === 0, shardIndex = 0): pb.TrainStepResponse => ({
+    shardIndex,
+    summary: first ? summary : undefined,
+    offset: from,
+    grads: encodeTensor(vector.slice(from, to), [to - from]),
+    align: new Uint8Array(0),
+  });
+  const trainRequest = {
+    stateVersion: 1,
+    params: {
+      version: 4,
+      Ak: [f32(D * r), f32(D * r)],
+      Av: [f32(D * r), f32(D * r)],
+      head: { classes: 3, weight: f32(3 * D), bias: f32(3) },
+    },
+    shards: [
+      { index: 0, split: "train" as const, samples: Int32Array.of(1, 2), targets: Int32Array.of(0, 1) },
+    ],
+  };
+
+  it("reassembles a gradient vector sent in slices, every tensor in its place", async () => {
+    trainScript = [slice(0, 10), slice(10, 64), slice(64, total)];
+    const [res] = await rogueClient.trainStep(trainRequest);
+    expect(res).toMatchObject({ index: 0, count: 2, lossSum: 1.5, correct: 1 });
+    expect(res.gradAk[1]).toEqual(vector.slice(D * r, 2 * D * r));
+    expect(res.gradAv[0]).toEqual(vector.slice(2 * D * r, 3 * D * r));
+    expect(res.gradHeadW).toEqual(vector.slice(64, 64 + 3 * D));
+    expect(res.gradHeadB).toEqual(vector.slice(64 + 3 * D));
+  });
+
+  it.each([
+    [
+      "slices out of order",
+      () => [slice(0, 10), slice(20, total, false)],
+      "shard 0.grads: a slice at element 20, expected 10 (slices come in order)",
+    ],
+    [
+      "gradients before the summary",
+      () => [slice(0, total, false)],
+      "shard 0.summary: gradients arrived before the summary",
+    ],
+    ["a second summary", () => [slice(0, 10), slice(10, total, true)], "shard 0.summary: sent twice"],
+    ["a missing slice", () => [slice(0, 64)], "shard 0.grads: 64 of 91 elements arrived"],
+    [
+      "a rank other than the parameters'",
+      () => [{ ...slice(0, total), summary: { ...summary, rank: 3 } }],
+      "shard 0.rank: 3, expected 2 (the parameters')",
+    ],
+    [
+      "a NaN in a head bias",
+      () => [
+        {
+          ...slice(0, total),
+          grads: encodeTensor(
+            Float32Array.from(vector, (v, i) => (i === total - 2 ? Number.NaN : v)),
+            [total],
+          ),
+        },
+      ],
+      "shard 0.grad_head_b: element 1 is NaN",
+    ],
+    [
+      "an infinite A_v element in a later slice",
+      () => [
+        slice(0, 40),
+        {
+          ...slice(40, total),
+          grads: encodeTensor(
+            Float32Array.from(vector.slice(40), (v, i) => (i === 5 ? Number.POSITIVE_INFINITY : v)),
+            [total - 40],
+          ),
+        },
+      ],
+      "shard 0.grad_Av[0]: element 13 is Infinity",
+    ],
+  ])("refuses %s", async (_what, make, message) => {
+    trainScript = make();
+    const err = await rejection(rogueClient.trainStep(trainRequest));
+    expect(err).toBeInstanceOf(MalformedReplyError);
+    expect(err.message).toBe(`worker rogue: malformed trainStep reply: ${message}`);
   });
 });

@@ -71,8 +71,7 @@ export interface CovarianceResponse {
 
 /**
  * TrainStep is bidirectional: the client sends a header, then (with full_params) every block's A and the
- * head, and half-closes; the worker then streams each shard's summary and gradients. One round trip per
- * step, and no message larger than one block's parameters.
+ * head, and half-closes; the worker then streams each shard's gradients. One round trip per step.
  */
 export interface TrainStepRequest {
   part: { $case: "header"; value: TrainStepHeader } | { $case: "params"; value: ParamBlock } | {
@@ -93,26 +92,45 @@ export interface TrainStepHeader {
   shards: MicroShard[];
 }
 
-/** One block's trainable A (or its gradient), float32 [D, r] for k and v. */
+/** One block's trainable A, float32 [D, r] for k and v. */
 export interface ParamBlock {
   block: number;
   aK: Tensor | undefined;
   aV: Tensor | undefined;
 }
 
-/** Per shard: one summary, one ParamBlock of gradients per block, one head gradient. */
+/**
+ * Per shard, one message: its summary and all its gradients as one flat float32 vector, in this order —
+ * A_k of blocks 0…depth−1 ([D, r] each, row-major), A_v of blocks 0…depth−1, the head weight [classes, D],
+ * the head bias [classes]: 2·depth·D·r + classes·(D + 1) elements. A vector beyond the message budget
+ * comes in slices, in order, at increasing `offset`; only the first carries the summary.
+ */
 export interface TrainStepResponse {
   shardIndex: number;
-  part: { $case: "summary"; value: TrainShardSummary } | { $case: "grads"; value: ParamBlock } | {
-    $case: "headGrad";
-    value: Head;
-  } | undefined;
+  summary:
+    | TrainShardSummary
+    | undefined;
+  /** Element offset of `grads` in the shard's vector. */
+  offset: number;
+  /** float32 [n] */
+  grads:
+    | Tensor
+    | undefined;
+  /**
+   * Padding a worker may put before the other fields so that the bytes of `grads` start 4-byte aligned
+   * where a gRPC receiver (grpc-js: 5 bytes of framing before the message) holds the message; a receiver
+   * can then read the floats in place. Carries nothing; ignore it.
+   */
+  align: Uint8Array;
 }
 
 export interface TrainShardSummary {
   count: number;
   lossSum: number;
   correct: number;
+  /** Of the gradients that follow: the rank r of A and the head's classes. */
+  rank: number;
+  classes: number;
 }
 
 export interface EvaluateRequest {
@@ -684,7 +702,7 @@ export const ParamBlock: MessageFns<ParamBlock> = {
 };
 
 function createBaseTrainStepResponse(): TrainStepResponse {
-  return { shardIndex: 0, part: undefined };
+  return { shardIndex: 0, summary: undefined, offset: 0, grads: undefined, align: new Uint8Array(0) };
 }
 
 export const TrainStepResponse: MessageFns<TrainStepResponse> = {
@@ -692,16 +710,17 @@ export const TrainStepResponse: MessageFns<TrainStepResponse> = {
     if (message.shardIndex !== 0) {
       writer.uint32(8).uint32(message.shardIndex);
     }
-    switch (message.part?.$case) {
-      case "summary":
-        TrainShardSummary.encode(message.part.value, writer.uint32(18).fork()).join();
-        break;
-      case "grads":
-        ParamBlock.encode(message.part.value, writer.uint32(26).fork()).join();
-        break;
-      case "headGrad":
-        Head.encode(message.part.value, writer.uint32(34).fork()).join();
-        break;
+    if (message.summary !== undefined) {
+      TrainShardSummary.encode(message.summary, writer.uint32(18).fork()).join();
+    }
+    if (message.offset !== 0) {
+      writer.uint32(24).uint64(message.offset);
+    }
+    if (message.grads !== undefined) {
+      Tensor.encode(message.grads, writer.uint32(34).fork()).join();
+    }
+    if (message.align.length !== 0) {
+      writer.uint32(122).bytes(message.align);
     }
     return writer;
   },
@@ -732,15 +751,15 @@ export const TrainStepResponse: MessageFns<TrainStepResponse> = {
               break;
             }
 
-            message.part = { $case: "summary", value: TrainShardSummary.decode(reader, reader.uint32()) };
+            message.summary = TrainShardSummary.decode(reader, reader.uint32());
             continue;
           }
           case 3: {
-            if (tag !== 26) {
+            if (tag !== 24) {
               break;
             }
 
-            message.part = { $case: "grads", value: ParamBlock.decode(reader, reader.uint32()) };
+            message.offset = longToNumber(reader.uint64());
             continue;
           }
           case 4: {
@@ -748,7 +767,15 @@ export const TrainStepResponse: MessageFns<TrainStepResponse> = {
               break;
             }
 
-            message.part = { $case: "headGrad", value: Head.decode(reader, reader.uint32()) };
+            message.grads = Tensor.decode(reader, reader.uint32());
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.align = reader.bytes();
             continue;
           }
         }
@@ -765,7 +792,7 @@ export const TrainStepResponse: MessageFns<TrainStepResponse> = {
 };
 
 function createBaseTrainShardSummary(): TrainShardSummary {
-  return { count: 0, lossSum: 0, correct: 0 };
+  return { count: 0, lossSum: 0, correct: 0, rank: 0, classes: 0 };
 }
 
 export const TrainShardSummary: MessageFns<TrainShardSummary> = {
@@ -778,6 +805,12 @@ export const TrainShardSummary: MessageFns<TrainShardSummary> = {
     }
     if (message.correct !== 0) {
       writer.uint32(24).uint32(message.correct);
+    }
+    if (message.rank !== 0) {
+      writer.uint32(32).uint32(message.rank);
+    }
+    if (message.classes !== 0) {
+      writer.uint32(40).uint32(message.classes);
     }
     return writer;
   },
@@ -817,6 +850,22 @@ export const TrainShardSummary: MessageFns<TrainShardSummary> = {
             }
 
             message.correct = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.rank = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.classes = reader.uint32();
             continue;
           }
         }
