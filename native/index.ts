@@ -58,6 +58,8 @@ export interface NativeAddon {
     outShape: readonly number[],
   ): void;
   addN(inputs: readonly Float32Array[], out: Float32Array): void;
+  /** out[i] = Σ over parts in order of parts[p][i], each widened to float64: the in-order reduction. */
+  sumF64(parts: readonly Float32Array[], out: Float64Array): void;
   unary(
     op: "neg" | "exp" | "square" | "sqrt" | "rsqrt" | "reciprocal" | "abs" | "erf",
     x: Float32Array,

@@ -130,6 +130,47 @@ napi_value binary(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// sumF64(parts, out): out[i] = ((0 + parts[0][i]) + parts[1][i]) + …, each float32 widened exactly and
+// added in float64 in part order — the coordinator's reduction in micro-shard order, bit for bit the
+// TypeScript loop's. Blocked over i so the float64 partial sums stay in cache across the parts.
+napi_value sumF64(napi_env env, napi_callback_info info) {
+  const char* fn = "sumF64";
+  napi_value argv[2];
+  if (!getArgs(env, info, 2, argv, fn)) return nullptr;
+  double* o;
+  size_t n;
+  if (!getTyped(env, argv[1], &o, &n, fn, "out")) return nullptr;
+  bool isArray = false;
+  uint32_t count = 0;
+  napi_is_array(env, argv[0], &isArray);
+  if (!isArray || napi_get_array_length(env, argv[0], &count) != napi_ok) {
+    return throwType(env, "sumF64: parts must be an array of Float32Arrays");
+  }
+  std::vector<const float*> parts(count);
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value e;
+    napi_get_element(env, argv[0], i, &e);
+    float* p;
+    size_t len;
+    if (!getTyped(env, e, &p, &len, fn, "every part") ||
+        !checkLength(env, len, static_cast<int64_t>(n), fn, "a part")) {
+      return nullptr;
+    }
+    parts[i] = p;
+  }
+  constexpr size_t kBlock = 2048;
+  for (size_t i0 = 0; i0 < n; i0 += kBlock) {
+    const size_t i1 = std::min(n, i0 + kBlock);
+    double* __restrict__ out = o;
+    for (size_t i = i0; i < i1; i++) out[i] = 0.0;
+    for (const float* part : parts) {
+      const float* __restrict__ x = part;
+      for (size_t i = i0; i < i1; i++) out[i] += static_cast<double>(x[i]);
+    }
+  }
+  return nullptr;
+}
+
 // addN(inputs, out): out = inputs[0] + inputs[1] + …, added in that order in float32 (as the cpu kernel).
 napi_value addN(napi_env env, napi_callback_info info) {
   const char* fn = "addN";
@@ -390,6 +431,7 @@ napi_value reduce(napi_env env, napi_callback_info info) {
 void registerElementwise(napi_env env, napi_value exports) {
   exportFunction(env, exports, "binary", binary);
   exportFunction(env, exports, "addN", addN);
+  exportFunction(env, exports, "sumF64", sumF64);
   exportFunction(env, exports, "unary", unary);
   exportFunction(env, exports, "softmax", softmax);
   exportFunction(env, exports, "transpose", transpose);
