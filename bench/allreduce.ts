@@ -59,6 +59,17 @@ function startFakes(n: number): Promise<{ addresses: string[]; stop(): void }> {
   });
 }
 
+/** A global batch of BATCH samples cut into MICRO_SHARDS micro-shards, as the trainer cuts it. */
+function stepShards(): MicroShard[] {
+  const per = BATCH / MICRO_SHARDS;
+  return Array.from({ length: MICRO_SHARDS }, (_, i) => ({
+    index: i,
+    split: "train",
+    samples: Int32Array.from({ length: per }, (_, j) => i * per + j),
+    targets: Int32Array.from({ length: per }, (_, j) => j % classes),
+  }));
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 interface Row {
@@ -110,13 +121,7 @@ async function measure(n: number, fakes: Fakes, transportThreads: number): Promi
   };
   const params = [...master.Ak, ...master.Av, master.W, master.b];
   const adam = new Adam(0);
-  const per = BATCH / MICRO_SHARDS;
-  const shards: MicroShard[] = Array.from({ length: MICRO_SHARDS }, (_, i) => ({
-    index: i,
-    split: "train",
-    samples: Int32Array.from({ length: per }, (_, j) => i * per + j),
-    targets: Int32Array.from({ length: per }, (_, j) => j % classes),
-  }));
+  const shards = stepShards();
   const times: number[] = [];
   const cpuTimes: number[] = [];
   const mainTimes: number[] = [];
@@ -198,13 +203,7 @@ async function measureFloor(n: number, fakes: Fakes): Promise<number> {
         "grpc-node.flow_control_window": 8 << 20,
       }),
   );
-  const per = BATCH / MICRO_SHARDS;
-  const shards: MicroShard[] = Array.from({ length: MICRO_SHARDS }, (_, i) => ({
-    index: i,
-    split: "train",
-    samples: Int32Array.from({ length: per }, (_, j) => i * per + j),
-    targets: Int32Array.from({ length: per }, (_, j) => j % classes),
-  }));
+  const shards = stepShards();
   const params = {
     version: 1,
     Ak: Array.from({ length: depth }, () => new Float32Array(D * rank)),

@@ -44,6 +44,32 @@ bool getInts(napi_env env, napi_value v, std::vector<int64_t>* out, const char* 
   return true;
 }
 
+// A JS array of Float32Arrays, each of `length` elements (addN's inputs, sumF64's parts).
+bool getFloat32Arrays(napi_env env, napi_value v, size_t length, bool nonEmpty, std::vector<const float*>* out,
+                      const char* fn, const char* what) {
+  bool isArray = false;
+  uint32_t count = 0;
+  napi_is_array(env, v, &isArray);
+  if (!isArray || napi_get_array_length(env, v, &count) != napi_ok || (nonEmpty && count == 0)) {
+    throwType(env, std::string(fn) + ": " + what + " must be " + (nonEmpty ? "a non-empty" : "an") +
+                       " array of Float32Arrays");
+    return false;
+  }
+  out->resize(count);
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value e;
+    napi_get_element(env, v, i, &e);
+    float* p;
+    size_t len;
+    if (!getTyped(env, e, &p, &len, fn, "every element") ||
+        !checkLength(env, len, static_cast<int64_t>(length), fn, "an element")) {
+      return false;
+    }
+    (*out)[i] = p;
+  }
+  return true;
+}
+
 // Element count, or −1 on overflow.
 int64_t sizeOf(const std::vector<int64_t>& shape) {
   int64_t n = 1;
@@ -140,24 +166,8 @@ napi_value sumF64(napi_env env, napi_callback_info info) {
   double* o;
   size_t n;
   if (!getTyped(env, argv[1], &o, &n, fn, "out")) return nullptr;
-  bool isArray = false;
-  uint32_t count = 0;
-  napi_is_array(env, argv[0], &isArray);
-  if (!isArray || napi_get_array_length(env, argv[0], &count) != napi_ok) {
-    return throwType(env, "sumF64: parts must be an array of Float32Arrays");
-  }
-  std::vector<const float*> parts(count);
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value e;
-    napi_get_element(env, argv[0], i, &e);
-    float* p;
-    size_t len;
-    if (!getTyped(env, e, &p, &len, fn, "every part") ||
-        !checkLength(env, len, static_cast<int64_t>(n), fn, "a part")) {
-      return nullptr;
-    }
-    parts[i] = p;
-  }
+  std::vector<const float*> parts;
+  if (!getFloat32Arrays(env, argv[0], n, false, &parts, fn, "parts")) return nullptr;
   constexpr size_t kBlock = 2048;
   for (size_t i0 = 0; i0 < n; i0 += kBlock) {
     const size_t i1 = std::min(n, i0 + kBlock);
@@ -178,25 +188,10 @@ napi_value addN(napi_env env, napi_callback_info info) {
   if (!getArgs(env, info, 2, argv, fn)) return nullptr;
   float* o;
   size_t lo;
-  bool isArray = false;
-  uint32_t count = 0;
-  napi_is_array(env, argv[0], &isArray);
-  if (!isArray || napi_get_array_length(env, argv[0], &count) != napi_ok || count == 0) {
-    return throwType(env, "addN: inputs must be a non-empty array of Float32Arrays");
-  }
   if (!getTyped(env, argv[1], &o, &lo, fn, "out")) return nullptr;
-  std::vector<const float*> inputs(count);
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value e;
-    napi_get_element(env, argv[0], i, &e);
-    float* p;
-    size_t len;
-    if (!getTyped(env, e, &p, &len, fn, "every input") ||
-        !checkLength(env, len, static_cast<int64_t>(lo), fn, "an input")) {
-      return nullptr;
-    }
-    inputs[i] = p;
-  }
+  std::vector<const float*> inputs;
+  if (!getFloat32Arrays(env, argv[0], lo, true, &inputs, fn, "inputs")) return nullptr;
+  const uint32_t count = static_cast<uint32_t>(inputs.size());
   Walk w;
   w.rank = 1;
   w.shape[0] = static_cast<int64_t>(lo);

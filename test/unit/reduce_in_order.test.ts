@@ -53,7 +53,7 @@ describe("in-order float64 reduction", () => {
     const parts = Array.from({ length: 16 }, (_, s) => adversarial(7680, s));
     expect(bits(leftFold(parts)).equals(bits(leftFold([...parts].reverse())))).toBe(false);
     expect(() => native.sumF64([new Float32Array(3), new Float32Array(4)], new Float64Array(3))).toThrow(
-      /a part has 4 elements, expected 3/,
+      /sumF64: an element has 4 elements, expected 3/,
     );
   });
 
