@@ -9,6 +9,7 @@
  */
 import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
+import { ConfigError } from "../../common/config.js";
 import { channelCredentials, resolveToken } from "../../common/grpc_security.js";
 import { log } from "../../common/log.js";
 import type {
@@ -228,7 +229,9 @@ export function defaultTransportThreads(env: NodeJS.ProcessEnv = process.env): n
   if (raw) {
     const n = Number(raw);
     if (!Number.isInteger(n) || n < 0) {
-      throw new Error(`INFLORA_TRANSPORT_THREADS=${raw}: expected a whole number ≥ 0 (0: the main thread)`);
+      throw new ConfigError(
+        `INFLORA_TRANSPORT_THREADS=${raw}: expected a whole number ≥ 0 (0: the main thread)`,
+      );
     }
     return n;
   }

@@ -2,6 +2,7 @@
  * What crosses between the main thread and a transport thread: errors keep the class and fields the
  * worker pool decides by, and only buffers nobody else uses are moved (never Node's shared Buffer pool).
  */
+import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import { StaleVersionError } from "../../common/protocol.js";
 import { MalformedReplyError, WorkerRpcError } from "../../coordinator/transport/grpc_client.js";
@@ -10,6 +11,7 @@ import {
   serializeError,
   transferablesOf,
 } from "../../coordinator/transport/thread_messages.js";
+import { defaultTransportThreads } from "../../coordinator/transport/threaded_client.js";
 
 const roundTrip = (err: unknown) => deserializeError(structuredClone(serializeError(err)));
 
@@ -54,5 +56,23 @@ describe("transport thread messages", () => {
       n: 4,
     });
     expect(list).toEqual([big.buffer]);
+  });
+
+  it("transport threads: cores − 2 (at most 4) unless INFLORA_TRANSPORT_THREADS says, which must be a count", () => {
+    const cores = availableParallelism();
+    expect(defaultTransportThreads({})).toBe(Math.min(4, Math.max(0, cores - 2)));
+    expect(defaultTransportThreads({ INFLORA_TRANSPORT_THREADS: "3" })).toBe(3);
+    expect(defaultTransportThreads({ INFLORA_TRANSPORT_THREADS: "0" })).toBe(0);
+    expect(defaultTransportThreads({ INFLORA_TRANSPORT_THREADS: " " })).toBe(
+      Math.min(4, Math.max(0, cores - 2)),
+    );
+    for (const bad of ["-1", "two", "1.5"]) {
+      expect(() => defaultTransportThreads({ INFLORA_TRANSPORT_THREADS: bad })).toThrow(
+        expect.objectContaining({
+          name: "ConfigError",
+          message: expect.stringContaining(`=${bad}: expected a whole number`),
+        }),
+      );
+    }
   });
 });
