@@ -18,15 +18,18 @@ import type { Duplex } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { credentials, makeGenericClientConstructor } from "@grpc/grpc-js";
 import { MAX_MESSAGE_BYTES, messageLimits } from "../common/grpc_wire.js";
+import { connectNats } from "../common/nats_connect.js";
 import type { MicroShard } from "../common/protocol.js";
 import { PROTOCOL_VERSION } from "../common/protocol.js";
 import { Adam } from "../coordinator/optim/optimizer.js";
+import { natsParamsBroadcast, type ParamsBroadcast } from "../coordinator/params_broadcast.js";
 import { reduceStep, toFloat32 } from "../coordinator/reduce.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
 import { serializeTrainStepRequest, trainStepParts } from "../coordinator/transport/grpc_messages.js";
 import { defaultTransportThreads, TransportThreads } from "../coordinator/transport/threaded_client.js";
 import { splitBlocks, WorkerPool } from "../coordinator/worker_pool.js";
 import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
+import { type NatsTestServer, startNatsServer } from "../test/helpers/nats_server.js";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const tsx = createRequire(import.meta.url).resolve("tsx");
@@ -45,11 +48,11 @@ const STEPS = quick ? 5 : 30;
 const tt = process.argv.indexOf("--transport-threads");
 const TRANSPORT_THREADS = tt >= 0 ? Number(process.argv[tt + 1]) : Math.max(1, defaultTransportThreads());
 
-function startFakes(n: number): Promise<{ addresses: string[]; stop(): void }> {
+function startFakes(n: number, natsUrl?: string): Promise<{ addresses: string[]; stop(): void }> {
   const child = fork(path.join(here, "fake_workers.ts"), [String(n)], {
     execArgv: ["--import", tsx],
     stdio: ["ignore", "inherit", "inherit", "ipc"],
-    env: { ...process.env, INFLORA_LOG_LEVEL: "warn" },
+    env: { ...process.env, INFLORA_LOG_LEVEL: "warn", ...(natsUrl ? { FAKE_NATS: natsUrl } : {}) },
   });
   return new Promise((resolve, reject) => {
     child.once("message", (m: { addresses?: string[] }) => {
@@ -76,6 +79,8 @@ interface Row {
   workers: number;
   /** 0: the gRPC clients on the main thread. */
   transport_threads: number;
+  /** Parameters published once on NATS (the workers get only their digest over gRPC). */
+  params_over_nats: boolean;
   step_ms_median: number;
   step_ms_p90: number;
   /** CPU time of the coordinator process per step: its own cost, whatever the workers' process does. */
@@ -91,7 +96,12 @@ interface Row {
 
 type Fakes = Awaited<ReturnType<typeof startFakes>>;
 
-async function measure(n: number, fakes: Fakes, transportThreads: number): Promise<Row> {
+async function measure(
+  n: number,
+  fakes: Fakes,
+  transportThreads: number,
+  broadcast?: ParamsBroadcast,
+): Promise<Row> {
   const threads = transportThreads > 0 ? new TransportThreads(transportThreads) : undefined;
   const clients = fakes.addresses.map((a, k) => {
     const options = { address: a, name: `fake-${k}`, releaseOnClose: false };
@@ -105,6 +115,7 @@ async function measure(n: number, fakes: Fakes, transportThreads: number): Promi
     weightsFingerprint: "0".repeat(64),
     model: { imgSize: 224, patchSize: 16, inChans: 3, embedDim: D, depth, numHeads: 12, mlpHidden: 3072 },
     data: { dataset: "cifar100", dataPath: "/none", imageSize: 224 },
+    ...(broadcast ? { paramsSubject: broadcast.subject } : {}),
   });
   await pool.publishState({
     version: 1,
@@ -136,8 +147,10 @@ async function measure(n: number, fakes: Fakes, transportThreads: number): Promi
       Av: master.Av.map(toFloat32),
       head: { classes, weight: toFloat32(master.W), bias: toFloat32(master.b) },
     };
+    const digest = broadcast?.publish(sent, D);
+    const published = digest === undefined ? undefined : { sha256: digest };
     const results = await pool.map(shards, (w, s) =>
-      w.trainStep({ stateVersion: 1, params: sent, shards: s }),
+      w.trainStep({ stateVersion: 1, params: sent, shards: s, published }),
     );
     const t1 = performance.now();
     // What the trainer does with a step's results.
@@ -174,12 +187,13 @@ async function measure(n: number, fakes: Fakes, transportThreads: number): Promi
   return {
     workers: n,
     transport_threads: transportThreads,
+    params_over_nats: broadcast !== undefined,
     step_ms_median: median(times),
     step_ms_p90: sorted[Math.floor(sorted.length * 0.9)],
     coordinator_cpu_ms: median(cpuTimes),
     main_thread_ms: median(mainTimes),
     reduce_and_adam_ms: median(reduceTimes),
-    bytes_sent_per_step: paramBytes * Math.min(n, MICRO_SHARDS),
+    bytes_sent_per_step: broadcast ? paramBytes : paramBytes * Math.min(n, MICRO_SHARDS),
     bytes_received_per_step: paramBytes * MICRO_SHARDS,
     covariance_shard_ms: median(covTimes),
     covariance_mb_per_s: covBytes / 1e6 / (median(covTimes) / 1000),
@@ -237,16 +251,39 @@ async function measureFloor(n: number, fakes: Fakes): Promise<number> {
   return median(cpu);
 }
 
+/** A nats-server for the parameters-over-NATS rows, when one is installed (Debian: nats-server). */
+async function startNats(): Promise<NatsTestServer | undefined> {
+  try {
+    return await startNatsServer();
+  } catch (err) {
+    console.log(`no rows with parameters over NATS: ${(err as Error).message}`);
+    return undefined;
+  }
+}
+
 const rows: Row[] = [];
 const floors = new Map<number, number>();
 const fmt = (x: number) => x.toFixed(1);
+const natsServer = await startNats();
+const natsConn = natsServer ? await connectNats(natsServer.url) : undefined;
 for (const n of WORKER_COUNTS) {
-  const fakes = await startFakes(n);
-  for (const threads of [0, TRANSPORT_THREADS]) {
-    const row = await measure(n, fakes, threads);
+  const fakes = await startFakes(n, natsServer?.url);
+  const modes = [
+    { threads: 0 },
+    { threads: TRANSPORT_THREADS },
+    ...(natsConn
+      ? [
+          { threads: 0, broadcast: natsParamsBroadcast(natsConn, `bench-${n}`) },
+          { threads: TRANSPORT_THREADS, broadcast: natsParamsBroadcast(natsConn, `bench-${n}-t`) },
+        ]
+      : []),
+  ];
+  for (const { threads, broadcast } of modes) {
+    const row = await measure(n, fakes, threads, broadcast);
     rows.push(row);
+    const how = `${threads ? `${threads} transport thread(s)` : "clients on the main thread"}${broadcast ? ", parameters over NATS" : ""}`;
     console.log(
-      `${String(n).padStart(2)} workers, ${threads ? `${threads} transport thread(s)` : "clients on the main thread"}: ` +
+      `${String(n).padStart(2)} workers, ${how}: ` +
         `step ${fmt(row.step_ms_median)} ms (p90 ${fmt(row.step_ms_p90)}), coordinator CPU ${fmt(row.coordinator_cpu_ms)} ms, ` +
         `main thread ${fmt(row.main_thread_ms)} ms, reduce+Adam ${fmt(row.reduce_and_adam_ms)} ms, ` +
         `sent ${(row.bytes_sent_per_step / 1e6).toFixed(2)} MB, received ${(row.bytes_received_per_step / 1e6).toFixed(2)} MB; ` +
@@ -259,6 +296,8 @@ for (const n of WORKER_COUNTS) {
   );
   fakes.stop();
 }
+await natsConn?.close();
+await natsServer?.stop();
 const result = {
   date: new Date().toISOString(),
   machine: {
@@ -290,13 +329,13 @@ if (!quick && !onlyWorkers) {
     `${result.date}, ${result.machine.cpu} × ${result.machine.cores}, Node ${result.machine.node}; load average ${result.machine.loadavg.map((x) => x.toFixed(1)).join(" ")}.`,
     `Per step: A_t (12 × 2 × 768 × 10) and head sent to every worker, gradients of ${MICRO_SHARDS} micro-shards received, float64 reduction in shard order, Adam. Workers answer instantly (no compute).`,
     "",
-    `Coordinator CPU covers every thread of the process; main thread is its event loop's busy time. The floor is grpc-js alone moving the same bytes (requests pre-encoded, replies dropped undecoded). On this machine the fake workers' process shares the ${result.machine.cores} cores with the coordinator.`,
+    `Coordinator CPU covers every thread of the process; main thread is its event loop's busy time. The floor is grpc-js alone moving the same bytes as the rows that send parameters over gRPC (requests pre-encoded, replies dropped undecoded). "NATS publish": each step's parameters are published once on a local nats-server, which sends every worker its copy; the coordinator sends each worker only the version and digest. On this machine the fake workers' process and the nats-server share the ${result.machine.cores} cores with the coordinator.`,
     "",
-    "| workers | transport threads | step ms (median, wall) | p90 | coordinator CPU ms/step | main thread ms/step | reduce + Adam ms | grpc-js floor CPU ms | sent MB | received MB | covariance shard ms | covariance MB/s |",
-    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    "| workers | transport threads | parameters | step ms (median, wall) | p90 | coordinator CPU ms/step | main thread ms/step | reduce + Adam ms | grpc-js floor CPU ms | sent MB | received MB | covariance shard ms | covariance MB/s |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ...rows.map(
       (r) =>
-        `| ${r.workers} | ${r.transport_threads} | ${fmt(r.step_ms_median)} | ${fmt(r.step_ms_p90)} | ${fmt(r.coordinator_cpu_ms)} | ${fmt(r.main_thread_ms)} | ${fmt(r.reduce_and_adam_ms)} | ${fmt(floors.get(r.workers)!)} | ${(r.bytes_sent_per_step / 1e6).toFixed(2)} | ${(r.bytes_received_per_step / 1e6).toFixed(2)} | ${r.covariance_shard_ms.toFixed(0)} | ${r.covariance_mb_per_s.toFixed(0)} |`,
+        `| ${r.workers} | ${r.transport_threads} | ${r.params_over_nats ? "NATS publish" : "gRPC to each"} | ${fmt(r.step_ms_median)} | ${fmt(r.step_ms_p90)} | ${fmt(r.coordinator_cpu_ms)} | ${fmt(r.main_thread_ms)} | ${fmt(r.reduce_and_adam_ms)} | ${fmt(floors.get(r.workers)!)} | ${(r.bytes_sent_per_step / 1e6).toFixed(2)} | ${(r.bytes_received_per_step / 1e6).toFixed(2)} | ${r.covariance_shard_ms.toFixed(0)} | ${r.covariance_mb_per_s.toFixed(0)} |`,
     ),
     "",
   ].join("\n");

@@ -8,6 +8,7 @@
  */
 import { Server, ServerCredentials, type ServerDuplexStream, type ServerWritableStream } from "@grpc/grpc-js";
 import { CHUNK_BYTES, messageLimits } from "../common/grpc_wire.js";
+import { connectNats } from "../common/nats_connect.js";
 import type { TrainStepResult } from "../common/protocol.js";
 import { PROTOCOL_VERSION } from "../common/protocol.js";
 import * as pb from "../proto/gen/inflora/v1/compute.js";
@@ -69,6 +70,18 @@ function covReply(index: number, samples: number): Buffer[] {
 }
 for (let i = 0; i < 16; i++) trainReply(i, 8);
 
+/**
+ * With FAKE_NATS, each fake subscribes to the subject the coordinator publishes parameters on (and drops
+ * what arrives), so the NATS server really sends every worker its copy; the fakes answer whatever the
+ * digest, as they ignore parameters anyway.
+ */
+const nats = process.env.FAKE_NATS ? await connectNats(process.env.FAKE_NATS) : undefined;
+function follow(subject: string): boolean {
+  if (!nats || !subject) return false;
+  nats.subscribe(subject, { callback: () => {} });
+  return true;
+}
+
 const raw = (b: Buffer) => b;
 const service = {
   ...WorkerService,
@@ -95,6 +108,7 @@ function serve(k: number): Promise<string> {
         weightsFingerprint: call.request.weightsFingerprint,
         backend: "fake",
         device: "none",
+        paramsSubscribed: follow(call.request.paramsSubject),
       }),
     setTaskState: (call: NodeJS.ReadableStream, cb: (e: null, r: unknown) => void) => {
       call.on("data", () => {});

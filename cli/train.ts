@@ -11,13 +11,14 @@ import { log } from "../common/log.js";
 import type { WorkerEndpoint } from "../common/membership/types.js";
 import { infloraVersion } from "../common/metrics_runtime.js";
 import { serveMetrics } from "../common/metrics_server.js";
-import { natsAuthFromEnv } from "../common/nats_connect.js";
+import { connectNats, natsAuthFromEnv } from "../common/nats_connect.js";
 import type { ModelSpec } from "../common/protocol.js";
 import type { RunMetrics } from "../coordinator/evaluation.js";
 import { natsEventSink } from "../coordinator/events_nats.js";
 import { natsMembership } from "../coordinator/membership/nats_membership.js";
 import { staticMembership } from "../coordinator/membership/static_membership.js";
 import { CoordinatorMetrics } from "../coordinator/metrics.js";
+import { natsParamsBroadcast } from "../coordinator/params_broadcast.js";
 import { Trainer, type TrainerInput } from "../coordinator/trainer.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
 import { defaultTransportThreads, TransportThreads } from "../coordinator/transport/threaded_client.js";
@@ -183,6 +184,9 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
       const index = await openDatasetIndex(data);
       const workers = await openWorkers(opts, backendName, runId);
       const events = opts.nats ? await natsEventSink({ url: opts.nats, auth: natsAuthFromEnv() }) : undefined;
+      const paramsNats = opts.nats
+        ? await connectNats(opts.nats, { auth: natsAuthFromEnv(), name: "inflora-coordinator-params" })
+        : undefined;
       try {
         const trainer = new Trainer({
           cfg,
@@ -199,6 +203,7 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
           versions: versions(),
           metrics,
           onStep: opts.onStep,
+          broadcast: paramsNats ? natsParamsBroadcast(paramsNats, runId) : undefined,
         });
         metrics.setRun(runId);
         trainer.eventLog.addSink(metrics.eventSink);
@@ -213,6 +218,7 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
         await workers.pool.close();
         await workers.stop();
         await events?.close();
+        await paramsNats?.close().catch(() => {});
       }
     }
   } finally {

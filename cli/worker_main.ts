@@ -7,9 +7,10 @@ import os from "node:os";
 import { log } from "../common/log.js";
 import { infloraVersion } from "../common/metrics_runtime.js";
 import { serveMetrics } from "../common/metrics_server.js";
-import { natsAuthFromEnv } from "../common/nats_connect.js";
+import { connectNats, natsAuthFromEnv } from "../common/nats_connect.js";
 import { WorkerMetrics } from "../worker/metrics.js";
 import { holdLease } from "../worker/nats_lease.js";
+import { NatsParamsFeed } from "../worker/nats_params.js";
 import { runWorkerServer } from "../worker/serve_main.js";
 
 export interface WorkerCommandOptions {
@@ -44,8 +45,14 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
   const metricsServer =
     o.metricsPort !== undefined ? await serveMetrics(metrics.registry, o.metricsPort, "0.0.0.0") : undefined;
   let stopLease: (() => Promise<void>) | undefined;
+  // With NATS, the coordinator's per-step parameters arrive by publish instead of one gRPC copy each.
+  const paramsNats = o.nats
+    ? await connectNats(o.nats, { auth: natsAuthFromEnv(), name: "inflora-worker-params" })
+    : undefined;
+  const paramsFeed = paramsNats ? new NatsParamsFeed(paramsNats) : undefined;
   try {
     await runWorkerServer({
+      paramsFeed,
       listen: o.listen,
       backend: o.backend,
       name: o.name,
@@ -79,6 +86,8 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
     });
   } finally {
     await stopLease?.().catch(() => {});
+    await paramsFeed?.close();
+    await paramsNats?.close().catch(() => {});
     await metricsServer?.close();
   }
 }

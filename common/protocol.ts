@@ -29,6 +29,8 @@ export interface SetupRequest {
   readonly weightsFingerprint: string;
   readonly model: ModelSpec;
   readonly data: DataOptions;
+  /** The NATS subject the coordinator publishes each step's parameters on, if it does. */
+  readonly paramsSubject?: string;
 }
 
 export interface SetupReply {
@@ -37,6 +39,8 @@ export interface SetupReply {
   readonly weightsFingerprint: string;
   readonly backend: string;
   readonly device: string;
+  /** The worker subscribed to SetupRequest.paramsSubject. */
+  readonly paramsSubscribed?: boolean;
 }
 
 /** A finished task's adapters (paper notation): per block B [r, D] and A [D, r], row-major. */
@@ -113,6 +117,11 @@ export interface TrainStepRequest {
   /** Full parameters, or only their version when the worker is known to hold them. */
   readonly params: TrainParams | { readonly version: number };
   readonly shards: MicroShard[];
+  /**
+   * The full `params` were also published on NATS (see ParamSet) with this SHA-256 of their encoding: a
+   * transport whose worker subscribed may send only the version and the digest.
+   */
+  readonly published?: { readonly sha256: string };
 }
 
 export interface TrainStepResult {

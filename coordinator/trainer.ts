@@ -40,6 +40,7 @@ import { type Mat, mat } from "./linalg/matrix.js";
 import { type CoordinatorMetrics, covarianceBytes, trainStepBytes } from "./metrics.js";
 import { makeOptimizer } from "./optim/optimizer.js";
 import { learningRate } from "./optim/schedule.js";
+import type { ParamsBroadcast } from "./params_broadcast.js";
 import {
   batches,
   buildPlan,
@@ -79,6 +80,8 @@ export interface TrainerInput {
   readonly versions: Record<string, string>;
   /** Prometheus metrics of this coordinator (optional). */
   readonly metrics?: CoordinatorMetrics;
+  /** Publishes each step's parameters once for every subscribed worker (NATS); else gRPC carries them. */
+  readonly broadcast?: ParamsBroadcast;
   /** Called after every training step (progress bars). */
   readonly onStep?: (info: {
     task: number;
@@ -154,6 +157,8 @@ export class Trainer {
           worker: m.id,
           backend: m.reply?.backend,
           device: m.reply?.device,
+          // Whether it takes each step's parameters from the NATS publish (else one gRPC copy each).
+          params_over_nats: m.reply?.paramsSubscribed === true,
         }),
       failed: (m, reason) => this.events.emit("worker_failed", { worker: m.id, reason, status: m.status }),
       left: (m, reason) => this.events.emit("worker_left", { worker: m.id, reason }),
@@ -165,6 +170,7 @@ export class Trainer {
       weightsFingerprint: this.input.weightsFingerprint,
       model: this.input.model,
       data: this.input.data,
+      ...(this.input.broadcast ? { paramsSubject: this.input.broadcast.subject } : {}),
     });
     if (this.input.resume) await this.restore();
     await this.writeRunJson();
@@ -429,8 +435,10 @@ export class Trainer {
         };
         const stepStarted = performance.now();
         await this.input.pool.boundary();
+        const digest = this.input.broadcast?.publish(sent, D);
+        const published = digest === undefined ? undefined : { sha256: digest };
         const results = await this.input.pool.map(shards, (w, s) =>
-          w.trainStep({ stateVersion, params: sent, shards: s }),
+          w.trainStep({ stateVersion, params: sent, shards: s, published }),
         );
         const reduceStarted = performance.now();
         const { grads, count: n, lossSum: batchLoss, correct } = reduceStep(results);

@@ -28,6 +28,7 @@ import { log } from "../common/log.js";
 import type { WorkerClient } from "../common/protocol.js";
 import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
 import { serializeTrainStepResponse, tolerantDefinition, WorkerGrpcService } from "./grpc_service.js";
+import type { ParamsFeed } from "./nats_params.js";
 
 export interface ServeWorkerOptions {
   readonly worker: WorkerClient;
@@ -41,6 +42,8 @@ export interface ServeWorkerOptions {
   readonly chunkBytes?: number;
   /** How long close() lets in-flight calls finish before cancelling them (default 30 s). */
   readonly shutdownGraceMs?: number;
+  /** Parameters the coordinator publishes on NATS; without it TrainSteps that name them are "stale". */
+  readonly paramsFeed?: ParamsFeed;
 }
 
 export interface WorkerServerHandle {
@@ -78,6 +81,7 @@ export async function serveWorker(options: ServeWorkerOptions): Promise<WorkerSe
   const health = new HealthImplementation({ "": "NOT_SERVING", [WORKER_SERVICE]: "NOT_SERVING" });
   const service = new WorkerGrpcService(options.worker, {
     chunkBytes: options.chunkBytes ?? CHUNK_BYTES,
+    paramsFeed: options.paramsFeed,
     onReady: (ready) => health.setStatus(WORKER_SERVICE, ready ? "SERVING" : "NOT_SERVING"),
   });
   const definition = tolerantDefinition(WorkerService);

@@ -50,6 +50,7 @@ import {
   UndecodableMessage,
   version,
 } from "./grpc_requests.js";
+import type { ParamsFeed } from "./nats_params.js";
 
 /** A handshake or run check that failed: FAILED_PRECONDITION with a machine-readable reason. */
 export class WorkerRefusal extends Error {
@@ -71,7 +72,12 @@ export interface WorkerServiceOptions {
   readonly chunkBytes: number;
   /** Told whenever the worker becomes usable (a successful Setup) or stops being so. */
   readonly onReady?: (ready: boolean) => void;
+  /** Parameters the coordinator publishes on NATS (a worker started with --nats). */
+  readonly paramsFeed?: ParamsFeed;
 }
+
+/** How long a TrainStep that names published parameters waits for them to arrive on NATS. */
+const PUBLISHED_PARAMS_WAIT_MS = 250;
 
 type Call = { readonly cancelled: boolean; getPeer(): string };
 
@@ -120,9 +126,16 @@ export class WorkerGrpcService {
       const reply = await this.serial(call, () => this.worker.setup(req));
       if (this.current?.runId !== req.runId) this.paramsClasses.clear();
       this.current = { runId: req.runId, dims: dimsOf(req.model) };
+      const subject = req.paramsSubject;
+      const paramsSubscribed =
+        subject !== undefined &&
+        (this.options.paramsFeed?.follow(subject, req.model.embedDim, req.model.depth) ?? false);
       this.options.onReady?.(true);
-      log.info({ runId: req.runId, peer: call.getPeer(), backend: reply.backend }, "worker set up");
-      return { ...reply };
+      log.info(
+        { runId: req.runId, peer: call.getPeer(), backend: reply.backend, paramsSubscribed },
+        "worker set up",
+      );
+      return { ...reply, paramsSubscribed };
     } catch (err) {
       // The engine drops its old model before loading the new one: after a failed setup it holds nothing.
       if (!(err instanceof CallCancelled)) {
@@ -193,8 +206,21 @@ export class WorkerGrpcService {
       asm = new TrainStepAssembler(msg.part.value, this.requireRun(msg.part.value.runId));
     });
     if (!asm) throw new InvalidRequestError("header", "the stream carried no messages");
-    const req = asm.finish(this.paramsClasses.get(asm.paramsVersion));
-    const { runId } = asm.header;
+    let req = asm.finish(this.paramsClasses.get(asm.paramsVersion));
+    const { runId, fullParams, paramsSha256 } = asm.header;
+    if (!fullParams && paramsSha256.length > 0) {
+      if (paramsSha256.length !== 32)
+        throw new InvalidRequestError("header.params_sha256", `${paramsSha256.length} bytes, expected 32`);
+      const digest = Buffer.from(paramsSha256).toString("hex");
+      const published = await this.options.paramsFeed?.get(
+        asm.paramsVersion,
+        digest,
+        PUBLISHED_PARAMS_WAIT_MS,
+      );
+      // Not (yet) here, or not these bytes: the coordinator resends them over gRPC.
+      if (!published) throw new StaleVersionError("params", asm.paramsVersion);
+      req = { ...req, params: published };
+    }
     const dims = this.requireRun(runId);
     const results = await this.serial(call, () => {
       this.requireRun(runId);

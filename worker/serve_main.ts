@@ -9,6 +9,7 @@ import type { WorkerClient } from "../common/protocol.js";
 import { selectBackend } from "./backend.js";
 import { WorkerEngine } from "./engine.js";
 import { serveWorker } from "./grpc_server.js";
+import type { ParamsFeed } from "./nats_params.js";
 
 export interface RunWorkerServerOptions {
   /** `host:port` (IPv6: `[addr]:port`); port 0 picks a free port (see onListening). */
@@ -32,6 +33,8 @@ export interface RunWorkerServerOptions {
   readonly onListening?: (info: { address: string; port: number; backend: string; device: string }) => void;
   /** Wraps the engine before it is served (request metrics). */
   readonly wrap?: (engine: WorkerClient) => WorkerClient;
+  /** Parameters the coordinator publishes on NATS (with --nats). */
+  readonly paramsFeed?: ParamsFeed;
 }
 
 /** Serves until SIGTERM, SIGINT or `signal`; resolves after the graceful shutdown. */
@@ -47,6 +50,7 @@ export async function runWorkerServer(opts: RunWorkerServerOptions): Promise<voi
       listen: opts.listen,
       security: { token: opts.token, tokenFile: opts.tokenFile, tls: opts.tls },
       shutdownGraceMs: opts.shutdownGraceMs,
+      paramsFeed: opts.paramsFeed,
     });
   } catch (err) {
     await engine.close();

@@ -136,6 +136,10 @@ export class GrpcWorkerClient implements WorkerClient {
   /** Rank and head width per parameter version sent (to check gradient replies). */
   private readonly paramsShape = new Map<number, { rank: number; classes: number }>();
   private closed = false;
+  /** The worker takes published parameters from NATS (its setup reply said so). */
+  private paramsSubscribed = false;
+  /** Steps whose parameters went by digest, and those the worker then needed resent over gRPC. */
+  readonly paramsByDigest = { sent: 0, resent: 0 };
 
   constructor(private readonly options: GrpcWorkerClientOptions) {
     this.address = options.address;
@@ -185,6 +189,7 @@ export class GrpcWorkerClient implements WorkerClient {
     }
     this.run = { runId: req.runId, D: req.model.embedDim, depth: req.model.depth };
     this.workerId = reply.workerId;
+    this.paramsSubscribed = Boolean(req.paramsSubject) && reply.paramsSubscribed === true;
     return reply;
   }
 
@@ -223,7 +228,24 @@ export class GrpcWorkerClient implements WorkerClient {
     return replies.finish();
   }
 
+  /**
+   * With parameters published on NATS and a subscribed worker, only their version and digest go over
+   * gRPC; a worker that did not get them (or got others) answers "stale params", and they are resent.
+   */
   async trainStep(req: TrainStepRequest): Promise<TrainStepResult[]> {
+    if (!(req.published && this.paramsSubscribed && "Ak" in req.params))
+      return this.trainStepOnce(req, false);
+    this.paramsByDigest.sent++;
+    try {
+      return await this.trainStepOnce(req, true);
+    } catch (err) {
+      if (!(err instanceof StaleVersionError && err.what === "params")) throw err;
+      this.paramsByDigest.resent++;
+      return this.trainStepOnce(req, false);
+    }
+  }
+
+  private async trainStepOnce(req: TrainStepRequest, byDigest: boolean): Promise<TrainStepResult[]> {
     const run = this.requireRun("trainStep");
     const p = req.params;
     const known =
@@ -236,7 +258,7 @@ export class GrpcWorkerClient implements WorkerClient {
     );
     const call = this.client.trainStep(new Metadata(), this.callOptions("trainStep"));
     const reading = this.collect(call, "trainStep", (msg) => replies.add(msg));
-    await writeAll(call, trainStepParts(req, run.runId, run.D), reading);
+    await writeAll(call, trainStepParts(req, run.runId, run.D, byDigest), reading);
     await reading;
     const results = replies.finish();
     if ("Ak" in p) remember(this.paramsShape, p.version, known!);

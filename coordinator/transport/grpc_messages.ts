@@ -43,6 +43,7 @@ export function setupToPb(req: SetupRequest): PbSetupRequest {
     weightsFingerprint: req.weightsFingerprint,
     model: { ...req.model },
     data: dataToPb(req.data),
+    paramsSubject: req.paramsSubject ?? "",
   };
 }
 
@@ -159,13 +160,18 @@ function paramParts(full: FullParams, D: number): pb.TrainStepRequest[] {
   return parts;
 }
 
-/** The TrainStep request stream: header, then (full parameters only) every block's A and the head. */
+/**
+ * The TrainStep request stream: header, then (full parameters only) every block's A and the head. With
+ * `byDigest` and parameters that were published on NATS, only the header, naming their digest.
+ */
 export function* trainStepParts(
   req: TrainStepRequest,
   runId: string,
   D: number,
+  byDigest = false,
 ): Generator<pb.TrainStepRequest> {
   const full = "Ak" in req.params ? req.params : undefined;
+  const digest = byDigest && full && req.published ? Buffer.from(req.published.sha256, "hex") : undefined;
   yield {
     part: {
       $case: "header",
@@ -173,11 +179,12 @@ export function* trainStepParts(
         runId,
         stateVersion: req.stateVersion,
         paramsVersion: req.params.version,
-        fullParams: full !== undefined,
+        fullParams: full !== undefined && digest === undefined,
         shards: shardsToPb(req.shards),
+        paramsSha256: digest ?? new Uint8Array(0),
       },
     },
   };
-  if (!full) return;
+  if (!full || digest) return;
   yield* paramParts(full, D);
 }

@@ -10,6 +10,7 @@ import type {
   MicroShard,
   SetupRequest,
   TaskState,
+  TrainStepRequest,
 } from "../../common/protocol.js";
 import { StaleVersionError } from "../../common/protocol.js";
 import type { GrpcWorkerClientOptions } from "./grpc_client.js";
@@ -22,6 +23,7 @@ export interface ThreadTrainStep {
   /** Send the full parameters of `paramsVersion` (the thread holds them), not only the version. */
   readonly full: boolean;
   readonly shards: MicroShard[];
+  readonly published?: TrainStepRequest["published"];
 }
 
 export type CallMessage =

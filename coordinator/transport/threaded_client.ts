@@ -201,7 +201,13 @@ class ThreadedWorkerClient implements WorkerClient {
     if (full) this.thread.sendParams(p);
     return this.call({
       method: "trainStep",
-      arg: { stateVersion: req.stateVersion, paramsVersion: p.version, full, shards: req.shards },
+      arg: {
+        stateVersion: req.stateVersion,
+        paramsVersion: p.version,
+        full,
+        shards: req.shards,
+        published: req.published,
+      },
     });
   }
 

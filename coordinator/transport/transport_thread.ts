@@ -45,11 +45,11 @@ function run(client: GrpcWorkerClient, call: CallMessage): Promise<unknown> {
       });
       return client.close();
     case "trainStep": {
-      const { stateVersion, paramsVersion, full, shards } = call.arg;
+      const { stateVersion, paramsVersion, full, shards, published } = call.arg;
       const p = full ? params.get(paramsVersion) : { version: paramsVersion };
       // The main thread sends a version's parameters before the first call that needs them.
       if (!p) throw new Error(`transport thread: parameters of version ${paramsVersion} never arrived`);
-      return client.trainStep({ stateVersion, params: p, shards });
+      return client.trainStep({ stateVersion, params: p, shards, published });
     }
   }
 }

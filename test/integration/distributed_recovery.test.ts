@@ -116,6 +116,8 @@ describe("recovery", () => {
     const joined = ev.filter((e) => e.event === "worker_joined").map((e) => e.worker);
     expect(joined).toContain("first");
     expect(joined).toContain("second");
+    // Both took the coordinator's per-step parameters from its NATS publish, and the run is still exact.
+    for (const e of ev.filter((x) => x.event === "worker_joined")) expect(e.params_over_nats).toBe(true);
     const usedBoth = ev.some((e) => e.event === "epoch_finished" && e.workers === 2);
     expect(usedBoth, "an epoch ran on both workers").toBe(true);
   }, 400_000);

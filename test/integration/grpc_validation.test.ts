@@ -109,7 +109,15 @@ function rawState(parts: SetTaskStateRequest[]): Promise<ServiceError> {
 const header = (h: Partial<pb.TrainStepHeader> = {}): pb.TrainStepRequest => ({
   part: {
     $case: "header",
-    value: { runId: RUN, stateVersion: 1, paramsVersion: 1, fullParams: true, shards: [shard()], ...h },
+    value: {
+      runId: RUN,
+      stateVersion: 1,
+      paramsVersion: 1,
+      fullParams: true,
+      shards: [shard()],
+      paramsSha256: new Uint8Array(0),
+      ...h,
+    },
   },
 });
 const block = (b: number, ak: Tensor = encodeTensor(f32(D * r), [D, r])): pb.TrainStepRequest => ({
@@ -422,6 +430,7 @@ describe("malformed replies (from a rogue server)", () => {
           weightsFingerprint: call.request.weightsFingerprint,
           backend: "x",
           device: "x",
+          paramsSubscribed: false,
         }),
       setTaskState: unimplemented,
       trainStep: (call: ServerDuplexStream<pb.TrainStepRequest, pb.TrainStepResponse>) => {

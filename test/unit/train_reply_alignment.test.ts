@@ -49,7 +49,11 @@ describe("TrainStep reply alignment", () => {
         const r0 = result(index, D, depth, r, classes);
         const parts = [...r0.gradAk, ...r0.gradAv, r0.gradHeadW, r0.gradHeadB];
         const flat = new Float32Array(parts.reduce((n, a) => n + a.length, 0));
-        parts.reduce((at, a) => (flat.set(a, at), at + a.length), 0);
+        let at = 0;
+        for (const a of parts) {
+          flat.set(a, at);
+          at += a.length;
+        }
         const got = new Float32Array(flat.length);
         let summaries = 0;
         for (const msg of trainMessages([r0], { D, depth }, sliceBytes)) {

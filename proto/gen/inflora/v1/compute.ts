@@ -90,6 +90,23 @@ export interface TrainStepHeader {
    */
   fullParams: boolean;
   shards: MicroShard[];
+  /**
+   * With full_params false: params_version was published on NATS as a ParamSet whose encoded bytes have
+   * this SHA-256 (32 bytes). The worker may take them from there, after checking the digest — this
+   * channel carries the token, NATS need not — or answer ABORTED for the coordinator to resend them.
+   */
+  paramsSha256: Uint8Array;
+}
+
+/**
+ * A step's trainable parameters as published on NATS: one flat float32 vector in the layout of the
+ * gradients (A_k of every block, A_v of every block, head weight [classes, D], head bias [classes]).
+ */
+export interface ParamSet {
+  version: number;
+  rank: number;
+  classes: number;
+  values: Tensor | undefined;
 }
 
 /** One block's trainable A, float32 [D, r] for k and v. */
@@ -544,7 +561,14 @@ export const TrainStepRequest: MessageFns<TrainStepRequest> = {
 };
 
 function createBaseTrainStepHeader(): TrainStepHeader {
-  return { runId: "", stateVersion: 0, paramsVersion: 0, fullParams: false, shards: [] };
+  return {
+    runId: "",
+    stateVersion: 0,
+    paramsVersion: 0,
+    fullParams: false,
+    shards: [],
+    paramsSha256: new Uint8Array(0),
+  };
 }
 
 export const TrainStepHeader: MessageFns<TrainStepHeader> = {
@@ -563,6 +587,9 @@ export const TrainStepHeader: MessageFns<TrainStepHeader> = {
     }
     for (const v of message.shards) {
       MicroShard.encode(v!, writer.uint32(42).fork()).join();
+    }
+    if (message.paramsSha256.length !== 0) {
+      writer.uint32(50).bytes(message.paramsSha256);
     }
     return writer;
   },
@@ -618,6 +645,93 @@ export const TrainStepHeader: MessageFns<TrainStepHeader> = {
             }
 
             message.shards.push(MicroShard.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.paramsSha256 = reader.bytes();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseParamSet(): ParamSet {
+  return { version: 0, rank: 0, classes: 0, values: undefined };
+}
+
+export const ParamSet: MessageFns<ParamSet> = {
+  encode(message: ParamSet, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.version !== 0) {
+      writer.uint32(8).int64(message.version);
+    }
+    if (message.rank !== 0) {
+      writer.uint32(16).uint32(message.rank);
+    }
+    if (message.classes !== 0) {
+      writer.uint32(24).uint32(message.classes);
+    }
+    if (message.values !== undefined) {
+      Tensor.encode(message.values, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ParamSet {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseParamSet();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.version = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rank = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.classes = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.values = Tensor.decode(reader, reader.uint32());
             continue;
           }
         }

@@ -56,7 +56,14 @@ export interface SetupRequest {
   weightsPath: string;
   weightsFingerprint: string;
   model: ModelSpec | undefined;
-  data: DataOptions | undefined;
+  data:
+    | DataOptions
+    | undefined;
+  /**
+   * Non-empty: the coordinator also publishes each step's parameters (a ParamSet) on this NATS subject;
+   * a worker with a NATS connection subscribes and says so in SetupResponse.params_subscribed.
+   */
+  paramsSubject: string;
 }
 
 export interface SetupResponse {
@@ -65,6 +72,8 @@ export interface SetupResponse {
   weightsFingerprint: string;
   backend: string;
   device: string;
+  /** The worker takes parameters from SetupRequest.params_subject when a TrainStep names their digest. */
+  paramsSubscribed: boolean;
 }
 
 /** Drops the worker's model and caches (the process keeps serving and accepts a new Setup). */
@@ -372,7 +381,15 @@ export const DataOptions: MessageFns<DataOptions> = {
 };
 
 function createBaseSetupRequest(): SetupRequest {
-  return { runId: "", protocolVersion: 0, weightsPath: "", weightsFingerprint: "", model: undefined, data: undefined };
+  return {
+    runId: "",
+    protocolVersion: 0,
+    weightsPath: "",
+    weightsFingerprint: "",
+    model: undefined,
+    data: undefined,
+    paramsSubject: "",
+  };
 }
 
 export const SetupRequest: MessageFns<SetupRequest> = {
@@ -394,6 +411,9 @@ export const SetupRequest: MessageFns<SetupRequest> = {
     }
     if (message.data !== undefined) {
       DataOptions.encode(message.data, writer.uint32(50).fork()).join();
+    }
+    if (message.paramsSubject !== "") {
+      writer.uint32(58).string(message.paramsSubject);
     }
     return writer;
   },
@@ -459,6 +479,14 @@ export const SetupRequest: MessageFns<SetupRequest> = {
             message.data = DataOptions.decode(reader, reader.uint32());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.paramsSubject = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -473,7 +501,7 @@ export const SetupRequest: MessageFns<SetupRequest> = {
 };
 
 function createBaseSetupResponse(): SetupResponse {
-  return { workerId: "", protocolVersion: 0, weightsFingerprint: "", backend: "", device: "" };
+  return { workerId: "", protocolVersion: 0, weightsFingerprint: "", backend: "", device: "", paramsSubscribed: false };
 }
 
 export const SetupResponse: MessageFns<SetupResponse> = {
@@ -492,6 +520,9 @@ export const SetupResponse: MessageFns<SetupResponse> = {
     }
     if (message.device !== "") {
       writer.uint32(42).string(message.device);
+    }
+    if (message.paramsSubscribed !== false) {
+      writer.uint32(48).bool(message.paramsSubscribed);
     }
     return writer;
   },
@@ -547,6 +578,14 @@ export const SetupResponse: MessageFns<SetupResponse> = {
             }
 
             message.device = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.paramsSubscribed = reader.bool();
             continue;
           }
         }

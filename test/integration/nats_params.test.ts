@@ -1,0 +1,137 @@
+/**
+ * Parameters over NATS, with a real nats-server and real gRPC: the coordinator publishes a step's
+ * parameters once and sends subscribed workers only their version and SHA-256; the worker uses the
+ * published bytes only when the digest matches. A worker that did not get them, or got forged ones,
+ * answers "stale params" and receives them over gRPC — either way it computes with exactly the
+ * coordinator's parameters.
+ */
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectNats } from "../../common/nats_connect.js";
+import { encodeParamSet } from "../../common/param_set.js";
+import type { MicroShard, TrainParams, TrainStepResult } from "../../common/protocol.js";
+import { natsParamsBroadcast, paramsSubject } from "../../coordinator/params_broadcast.js";
+import { GrpcWorkerClient } from "../../coordinator/transport/grpc_client.js";
+import { serveWorker, type WorkerServerHandle } from "../../worker/grpc_server.js";
+import { NatsParamsFeed } from "../../worker/nats_params.js";
+import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
+import { FakeWorker, setupRequest } from "./grpc_helpers.js";
+
+const D = 8;
+const depth = 2;
+const r = 2;
+const RUN = "run-params";
+const values = (n: number, seed: number) =>
+  Float32Array.from({ length: n }, (_, i) => Math.sin(seed * 3 + i));
+const params = (version: number, seed: number): TrainParams => ({
+  version,
+  Ak: [values(D * r, seed), values(D * r, seed + 1)],
+  Av: [values(D * r, seed + 2), values(D * r, seed + 3)],
+  head: { classes: 3, weight: values(3 * D, seed + 4), bias: values(3, seed + 5) },
+});
+const shards: MicroShard[] = [
+  { index: 0, split: "train", samples: Int32Array.of(1, 2), targets: Int32Array.of(0, 2) },
+];
+const grads = (s: MicroShard): TrainStepResult => ({
+  index: s.index,
+  count: s.samples.length,
+  lossSum: 1,
+  correct: 0,
+  gradAk: [values(D * r, 1), values(D * r, 2)],
+  gradAv: [values(D * r, 3), values(D * r, 4)],
+  gradHeadW: values(3 * D, 5),
+  gradHeadB: values(3, 6),
+});
+
+let nats: NatsTestServer;
+let coordinatorNc: NatsConnection;
+let workerNc: NatsConnection;
+let feed: NatsParamsFeed;
+const worker = new FakeWorker();
+let server: WorkerServerHandle;
+let client: GrpcWorkerClient;
+
+beforeAll(async () => {
+  nats = await startNatsServer();
+  coordinatorNc = await connectNats(nats.url);
+  workerNc = await connectNats(nats.url);
+  feed = new NatsParamsFeed(workerNc);
+  server = await serveWorker({ worker, listen: "127.0.0.1:0", paramsFeed: feed });
+  client = new GrpcWorkerClient({ address: server.address, name: "worker-a", releaseOnClose: false });
+  const reply = await client.setup({ ...setupRequest(D, depth, RUN), paramsSubject: paramsSubject(RUN) });
+  expect(reply.paramsSubscribed).toBe(true);
+  worker.trainReply = (req) => req.shards.map(grads);
+}, 60_000);
+
+afterAll(async () => {
+  await client?.close();
+  await server?.close();
+  await feed?.close();
+  await workerNc?.close();
+  await coordinatorNc?.close();
+  await nats?.stop();
+});
+
+const lastParams = () => worker.trainRequests.at(-1)!.params as TrainParams;
+const sameParams = (a: TrainParams, b: TrainParams) => {
+  expect(a.version).toBe(b.version);
+  for (const k of [0, 1]) {
+    expect(a.Ak[k]).toEqual(b.Ak[k]);
+    expect(a.Av[k]).toEqual(b.Av[k]);
+  }
+  expect(a.head).toEqual(b.head);
+};
+
+describe("parameters over NATS", () => {
+  it("a subscribed worker takes the published parameters; only the digest crossed gRPC", async () => {
+    const broadcast = natsParamsBroadcast(coordinatorNc, RUN);
+    for (const version of [11, 12, 13]) {
+      const p = params(version, version);
+      const sha256 = broadcast.publish(p, D);
+      expect(sha256).toMatch(/^[0-9a-f]{64}$/);
+      const res = await client.trainStep({
+        stateVersion: 1,
+        params: p,
+        shards,
+        published: { sha256: sha256! },
+      });
+      expect(res[0].gradAk[1]).toEqual(values(D * r, 2));
+      sameParams(lastParams(), p);
+    }
+    expect(client.paramsByDigest).toEqual({ sent: 3, resent: 0 });
+  });
+
+  it("parameters that never arrived are resent over gRPC", async () => {
+    const p = params(20, 7);
+    const before = { ...client.paramsByDigest };
+    // A digest for bytes nobody published.
+    const sha256 = "ab".repeat(32);
+    await client.trainStep({ stateVersion: 1, params: p, shards, published: { sha256 } });
+    sameParams(lastParams(), p);
+    expect(client.paramsByDigest).toEqual({ sent: before.sent + 1, resent: before.resent + 1 });
+  });
+
+  it("forged parameters under the same version are never used", async () => {
+    const real = params(30, 1);
+    const forged = params(30, 99);
+    const broadcast = natsParamsBroadcast(coordinatorNc, RUN);
+    // The forgery arrives first and last; the worker uses the bytes the coordinator named.
+    coordinatorNc.publish(paramsSubject(RUN), encodeParamSet(forged, D));
+    const sha256 = broadcast.publish(real, D)!;
+    coordinatorNc.publish(paramsSubject(RUN), encodeParamSet(forged, D));
+    await coordinatorNc.flush();
+    const before = { ...client.paramsByDigest };
+    await client.trainStep({ stateVersion: 1, params: real, shards, published: { sha256 } });
+    sameParams(lastParams(), real);
+    expect(client.paramsByDigest.resent).toBe(before.resent);
+
+    // Only forged bytes on the subject: resent over gRPC, and the worker still computes with the real ones.
+    const next = params(31, 2);
+    const forgedNext = encodeParamSet(params(31, 50), D);
+    coordinatorNc.publish(paramsSubject(RUN), forgedNext);
+    const unpublished = "cd".repeat(32);
+    await client.trainStep({ stateVersion: 1, params: next, shards, published: { sha256: unpublished } });
+    sameParams(lastParams(), next);
+    expect(client.paramsByDigest.resent).toBe(before.resent + 1);
+  });
+});
