@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { ParamSet } from "../proto/gen/inflora/v1/compute.js";
+import { flatLength, flatten, unflatten } from "./flat_params.js";
 import type { TrainParams } from "./protocol.js";
 import { checkTensor, Dtype, decodeF32, encodeTensor, TensorCodecError } from "./tensor_codec.js";
 
@@ -14,13 +15,7 @@ export function sha256Hex(bytes: Uint8Array): string {
 }
 
 export function encodeParamSet(p: TrainParams, D: number): Uint8Array {
-  const parts = [...p.Ak, ...p.Av, p.head.weight, p.head.bias];
-  const flat = new Float32Array(parts.reduce((n, a) => n + a.length, 0));
-  let at = 0;
-  for (const a of parts) {
-    flat.set(a, at);
-    at += a.length;
-  }
+  const flat = flatten({ Ak: p.Ak, Av: p.Av, weight: p.head.weight, bias: p.head.bias });
   return ParamSet.encode({
     version: p.version,
     rank: p.Ak.length > 0 ? p.Ak[0].length / D : 0,
@@ -29,25 +24,23 @@ export function encodeParamSet(p: TrainParams, D: number): Uint8Array {
   }).finish();
 }
 
+/** The version a ParamSet carries, without decoding its values; TensorCodecError when it is no ParamSet. */
+export function paramSetVersion(bytes: Uint8Array): number {
+  try {
+    return ParamSet.decode(bytes).version;
+  } catch (err) {
+    throw new TensorCodecError("param_set", (err as Error).message);
+  }
+}
+
 /** The parameters in a ParamSet for a model of `depth` blocks of width D; TensorCodecError when malformed. */
 export function decodeParamSet(bytes: Uint8Array, D: number, depth: number): TrainParams {
   const m = ParamSet.decode(bytes);
   const { rank, classes } = m;
   if (rank < 1 || classes < 1) throw new TensorCodecError("param_set", `rank ${rank}, classes ${classes}`);
-  const total = 2 * depth * D * rank + classes * (D + 1);
-  checkTensor(m.values, Dtype.DTYPE_F32, { field: "param_set.values", shape: [total] });
-  const flat = decodeF32(m.values, { field: "param_set.values", finite: true }).data;
-  const per = D * rank;
-  const block = (k: number) => flat.slice(k * per, (k + 1) * per);
-  const head = 2 * depth * per;
-  return {
-    version: m.version,
-    Ak: Array.from({ length: depth }, (_, b) => block(b)),
-    Av: Array.from({ length: depth }, (_, b) => block(depth + b)),
-    head: {
-      classes,
-      weight: flat.slice(head, head + classes * D),
-      bias: flat.slice(head + classes * D, head + classes * (D + 1)),
-    },
-  };
+  const shape = { D, depth, rank, classes };
+  checkTensor(m.values, Dtype.DTYPE_F32, { field: "param_set.values", shape: [flatLength(shape)] });
+  // One copy out of the message; the tensors are views of it.
+  const t = unflatten(decodeF32(m.values, { field: "param_set.values", finite: true }).data, shape);
+  return { version: m.version, Ak: t.Ak, Av: t.Av, head: { classes, weight: t.weight, bias: t.bias } };
 }

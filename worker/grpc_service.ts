@@ -17,6 +17,7 @@ import {
   type StatusObject,
   status,
 } from "@grpc/grpc-js";
+import { flatten } from "../common/flat_params.js";
 import { REASON_KEY, type RefusalReason, STALE_VERSION_KEY, STALE_WHAT_KEY } from "../common/grpc_wire.js";
 import { log } from "../common/log.js";
 import {
@@ -401,13 +402,7 @@ export function* trainMessages(
   const { D } = dims;
   const step = Math.max(1, Math.floor(sliceBytes / 4));
   for (const r of results) {
-    const parts = [...r.gradAk, ...r.gradAv, r.gradHeadW, r.gradHeadB];
-    const flat = new Float32Array(parts.reduce((n, a) => n + a.length, 0));
-    let at = 0;
-    for (const a of parts) {
-      flat.set(a, at);
-      at += a.length;
-    }
+    const flat = flatten({ Ak: r.gradAk, Av: r.gradAv, weight: r.gradHeadW, bias: r.gradHeadB });
     const summary = {
       count: r.count,
       lossSum: r.lossSum,

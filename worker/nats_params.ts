@@ -7,7 +7,7 @@
  */
 import type { NatsConnection, Subscription } from "@nats-io/transport-node";
 import { log } from "../common/log.js";
-import { decodeParamSet, sha256Hex } from "../common/param_set.js";
+import { decodeParamSet, paramSetVersion, sha256Hex } from "../common/param_set.js";
 import type { TrainParams } from "../common/protocol.js";
 
 /** What the gRPC service needs of a parameter feed. */
@@ -53,7 +53,7 @@ export class NatsParamsFeed implements ParamsFeed {
   private keep(bytes: Uint8Array): void {
     let version: number;
     try {
-      version = decodeParamSet(bytes, this.dims.D, this.dims.depth).version;
+      version = paramSetVersion(bytes);
     } catch (err) {
       log.warn(
         { subject: this.subject, err: (err as Error).message },
@@ -72,6 +72,7 @@ export class NatsParamsFeed implements ParamsFeed {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const hit = this.kept.get(`${version}/${sha256}`);
+      // The digest is the coordinator's, so these are its bytes; decoded only now, for the step using them.
       if (hit) return decodeParamSet(hit, this.dims.D, this.dims.depth);
       const left = deadline - Date.now();
       if (left <= 0) return undefined;

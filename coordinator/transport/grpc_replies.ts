@@ -5,6 +5,7 @@
  * finite. Anything else is a MalformedReplyError naming the worker and the field, so the coordinator can
  * quarantine the sender and redo its shards elsewhere.
  */
+import { flatElement, flatLength, unflatten } from "../../common/flat_params.js";
 import type { CovarianceResult, EvalResult, MicroShard, TrainStepResult } from "../../common/protocol.js";
 import {
   checkTensor,
@@ -209,7 +210,7 @@ export class TrainReplies extends ShardReplies {
       this.fail(`${at}.classes`, `${s.classes}, expected ${this.classes ?? "≥ 1"} (the head's)`);
     this.rank = s.rank;
     this.classes = s.classes;
-    return { summary: s, total: 2 * depth * D * s.rank + s.classes * (D + 1), received: 0 };
+    return { summary: s, total: flatLength({ D, depth, rank: s.rank, classes: s.classes }), received: 0 };
   }
 
   /** Refuses NaN and ±Inf, naming the tensor and element (`shard 3.grad_Av[7]: element 12 is NaN`). */
@@ -220,17 +221,8 @@ export class TrainReplies extends ShardReplies {
     if (Number.isFinite(sum)) return;
     const i = values.findIndex((v) => !Number.isFinite(v));
     const { D, depth } = this.ctx;
-    const per = D * p.summary.rank;
-    const g = offset + i;
-    const head = 2 * depth * per;
-    const [name, element] =
-      g < depth * per
-        ? [`grad_Ak[${Math.floor(g / per)}]`, g % per]
-        : g < head
-          ? [`grad_Av[${Math.floor((g - depth * per) / per)}]`, (g - depth * per) % per]
-          : g < head + p.summary.classes * D
-            ? ["grad_head_w", g - head]
-            : ["grad_head_b", g - head - p.summary.classes * D];
+    const { rank, classes } = p.summary;
+    const [name, element] = flatElement(offset + i, { D, depth, rank, classes });
     this.fail(`${at}.${name}`, `element ${element} is ${values[i]}`);
   }
 
@@ -242,19 +234,16 @@ export class TrainReplies extends ShardReplies {
       if (p.received !== p.total)
         this.fail(`shard ${index}.grads`, `${p.received} of ${p.total} elements arrived`);
       const { rank, classes } = p.summary;
-      const flat = p.flat!;
-      const per = D * rank;
-      const block = (k: number) => flat.subarray(k * per, (k + 1) * per);
-      const head = 2 * depth * per;
+      const t = unflatten(p.flat!, { D, depth, rank, classes });
       return {
         index,
         count: p.summary.count,
         lossSum: p.summary.lossSum,
         correct: p.summary.correct,
-        gradAk: Array.from({ length: depth }, (_, b) => block(b)),
-        gradAv: Array.from({ length: depth }, (_, b) => block(depth + b)),
-        gradHeadW: flat.subarray(head, head + classes * D),
-        gradHeadB: flat.subarray(head + classes * D, head + classes * (D + 1)),
+        gradAk: t.Ak,
+        gradAv: t.Av,
+        gradHeadW: t.weight,
+        gradHeadB: t.bias,
       };
     });
   }
