@@ -11,6 +11,7 @@ import { headLogits, lossAndGrads, type Trainables } from "../../worker/model/ob
 import type { ComputePolicy } from "../../worker/model/policy.js";
 import { type FinishedAdapter, type HostWeights, InfLoraVit } from "../../worker/model/vit.js";
 import { numTokens, type VitConfig } from "../../worker/model/vit_config.js";
+import { relErr } from "../helpers/rel_err.js";
 import { randomArray, randomWeights } from "../helpers/tiny_vit.js";
 
 // Three heads, several blocks and images: every per-head, per-image and class-token-only path runs.
@@ -127,17 +128,6 @@ function plainLogits(
   }
   const cls = tf.reshape(tf.slice(tf.reshape(h, [batch, N, D]), [0, 0, 0], [batch, 1, D]), [batch, D]);
   return linear(ln(cls, w("norm.weight"), w("norm.bias")), W, b) as tf.Tensor2D;
-}
-
-/** max |a − b| over max |b|: a relative error that ignores entries far below the tensor's scale. */
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
 }
 
 describe("hand-written model passes", () => {

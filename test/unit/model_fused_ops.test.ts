@@ -8,17 +8,8 @@ import { selectBackend } from "../../worker/backend.js";
 import { erfRational, geluBackward, geluForward } from "../../worker/model/fused_ops.js";
 import { addHost, columnBlock, concatTerms, transposeHost } from "../../worker/model/host_math.js";
 import { FrozenLinear, gelu, layerNorm } from "../../worker/model/layers.js";
+import { relErr } from "../helpers/rel_err.js";
 import { randomArray } from "../helpers/tiny_vit.js";
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
-}
 
 const plainLayerNorm = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor, eps: number) => {
   const centered = tf.sub(x, tf.mean(x, -1, true));
