@@ -1,6 +1,6 @@
 /**
  * The run configuration: every key of the reference's configs/*.json with its meaning there, plus our own
- * keys (DESIGN.md section 7). Unknown keys are an error naming the key and the file.
+ * keys (docs/design.md#config). Unknown keys are an error naming the key and the file.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";

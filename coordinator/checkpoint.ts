@@ -1,5 +1,5 @@
 /**
- * The checkpoint contract (DESIGN.md section 7): `checkpoints/task-XX.safetensors` in paper notation,
+ * The checkpoint contract (docs/design.md#checkpoints): `checkpoints/task-XX.safetensors` in paper notation,
  * plus `state.*` entries a resume needs. Reading validates names, shapes and metadata and names the file
  * and tensor on any mismatch.
  */

@@ -1,5 +1,5 @@
 /**
- * Predictions and accuracies from evaluation logits, and the run metrics (DESIGN.md section 7),
+ * Predictions and accuracies from evaluation logits, and the run metrics (docs/design.md#metrics-json),
  * rounded as the reference rounds them.
  */
 

@@ -1,6 +1,6 @@
 /**
  * What runs when: class order, task split, the samples of each task, the per-epoch order, batches and
- * micro-shards (DESIGN.md sections 3 and 7). Pure functions of the config and the dataset's labels.
+ * micro-shards (docs/design.md#plan, #micro-shards). Pure functions of the config and the dataset's labels.
  */
 import { classOrder, labelMap, taskSizes } from "../common/data/class_order.js";
 import { counterRng } from "../common/data/counter_rng.js";

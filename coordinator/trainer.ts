@@ -3,8 +3,8 @@
  *
  *   COVARIANCE_PRE → DESIGN → TRAIN → COVARIANCE_POST → DUALGPM → EVAL → CHECKPOINT → (next task)
  *
- * owning every piece of state that must agree (DESIGN.md section 3). Workers only compute; the algorithm
- * code here never knows which transport carries the requests.
+ * owning every piece of state that must agree (docs/design.md#processes). Workers only compute; the
+ * algorithm code here never knows which transport carries the requests.
  */
 import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
@@ -95,7 +95,10 @@ export interface TrainerInput {
 const HEAD_STREAM = 0x4845_4144;
 const SEQ_B_STREAM = 0x5345_5142;
 
-/** Labels of the covariance passes' augmentation keys (DESIGN: -1 before training, -2 after). */
+/**
+ * Labels of the covariance passes' augmentation keys: -1 before training, -2 after
+ * (docs/design.md#quirk-augmented-covariance).
+ */
 const COV_PRE_EPOCH = -1;
 const COV_POST_EPOCH = -2;
 

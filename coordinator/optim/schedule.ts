@@ -1,4 +1,4 @@
-/** Learning rate of an epoch as the reference actually runs it (DESIGN.md section 2). */
+/** Learning rate of an epoch as the reference actually runs it (docs/design.md#quirk-lr-schedule). */
 export function learningRate(optim: "adam" | "sgd", base: number, epoch: number, epochs: number): number {
   if (optim === "sgd") {
     // torch.optim.lr_scheduler.CosineAnnealingLR(T_max = epochs), stepped once per epoch.

@@ -1,6 +1,6 @@
 /**
- * Dependencies point one way (DESIGN.md section 4): cli → coordinator/worker → common. The coordinator
- * and the workers never import each other, and common imports neither.
+ * Dependencies point one way (docs/design.md#layering): cli → coordinator/worker → common. The
+ * coordinator and the workers never import each other, and common imports neither.
  */
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";

@@ -35,7 +35,9 @@ function files(dir: string): string[] {
     .sort();
 }
 
-/** The gRPC transport and the tensor codec; algorithm code never sees wire types (DESIGN.md section 4). */
+/**
+ * The gRPC transport and the tensor codec; algorithm code never sees wire types (docs/design.md#layering).
+ */
 const MAY_IMPORT_GEN = [
   /^common\/tensor_codec\.ts$/,
   /^common\/grpc_[a-z_]+\.ts$/,

@@ -39,7 +39,7 @@ export const protobufPackage = "inflora.v1";
 export const protobufFileName = "inflora/v1/worker.proto";
 
 /**
- * A stateless compute worker (DESIGN.md section 3). Everything it holds is keyed by a version the
+ * A stateless compute worker (docs/design.md#processes). Everything it holds is keyed by a version the
  * coordinator gave; every request after Setup names the run it belongs to.
  *
  * Status codes: INVALID_ARGUMENT — a malformed request (the message names the field); FAILED_PRECONDITION —
