@@ -1,7 +1,7 @@
 /**
  * Float64 linear algebra benchmark: eighDescending on covariance-like matrices of growing size,
- * leftSingular on a square non-symmetric matrix, eighMany over worker threads, and (when python3 with
- * numpy is installed) numpy's eigh/svd on the same shapes for reference.
+ * leftSingular on a square non-symmetric matrix, and (when python3 with numpy is installed) numpy's
+ * eigh/svd on the same shapes for reference.
  *
  *   npx tsx bench/linalg.ts            # full run (a few minutes)
  *   npx tsx bench/linalg.ts --quick    # sizes up to 384, for a smoke test
@@ -25,7 +25,6 @@ import {
   matmulAtB,
   sub,
 } from "../coordinator/linalg/matrix.js";
-import { closeEighPool, eighMany } from "../coordinator/linalg/parallel.js";
 import { leftSingular } from "../coordinator/linalg/svd.js";
 
 interface Row {
@@ -174,28 +173,6 @@ const nSvd = quick ? 384 : 768;
   });
 }
 
-let parallel:
-  | { matrices: number; n: number; threads: number; serialMs: number; parallelMs: number }
-  | undefined;
-{
-  const count = 4;
-  const n = quick ? 256 : 768;
-  const mats = Array.from({ length: count }, (_, k) => decayingCovariance(n, 100 + k));
-  await eighMany(mats.slice(0, 2)); // start the pool and warm up the workers' JIT
-  const t0 = performance.now();
-  await eighMany(mats);
-  const parallelMs = performance.now() - t0;
-  const t1 = performance.now();
-  for (const a of mats) eighDescending(a);
-  const serialMs = performance.now() - t1;
-  await closeEighPool();
-  parallel = { matrices: count, n, threads: availableParallelism(), serialMs, parallelMs };
-  console.log(
-    `\neighMany ${count}×${n}×${n} on ${availableParallelism()} threads: ${parallelMs.toFixed(0)} ms ` +
-      `(serial ${serialMs.toFixed(0)} ms)`,
-  );
-}
-
 const numpy = runNumpy();
 if ("skipped" in numpy) console.log(`\nnumpy comparison skipped: ${numpy.skipped}`);
 else {
@@ -217,7 +194,6 @@ const out = {
   date: new Date().toISOString(),
   quick,
   results: rows,
-  eighMany: parallel,
   numpy,
 };
 const here = dirname(fileURLToPath(import.meta.url));

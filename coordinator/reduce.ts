@@ -25,10 +25,6 @@ export function sumInOrder(parts: readonly (readonly Float32Array[])[], j: numbe
   return out;
 }
 
-export function sortByIndex<T extends { index: number }>(results: T[]): T[] {
-  return [...results].sort((a, b) => a.index - b.index);
-}
-
 /** A training step's results, reduced. */
 export interface ReducedStep {
   /** Mean gradients in float64, in parameter order: A_k per block, A_v per block, head weight, head bias. */
