@@ -5,10 +5,8 @@
  * Arrays come back little-endian (host order; like safetensors.ts, big-endian hosts are not supported) and
  * in C order whatever the file used, so callers never see the file's layout.
  */
-import { type FileHandle, open } from "node:fs/promises";
-import * as zlib from "node:zlib";
-import { inflateSync } from "fflate";
 import { type TypedData, widenF16 } from "./safetensors.js";
+import { readZip } from "./zip.js";
 
 export interface NpyArray {
   /** The file's descr, e.g. `<f4` or `>i8`; `data` is already converted to host order and float32 for f2. */
@@ -297,208 +295,19 @@ class PyLiteralParser {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// .npz: a zip archive (stored or deflated, ZIP64 as numpy writes it)
-
-interface ZipEntry {
-  name: string;
-  method: number;
-  flags: number;
-  crc: number;
-  compressedSize: number;
-  size: number;
-  localHeaderOffset: number;
-}
+// .npz: a zip archive of `<name>.npy` entries (stored, or deflated by savez_compressed; ZIP64 as numpy writes it)
 
 /**
  * Reads every `<name>.npy` entry of an .npz; keys are the entry names without `.npy` (they may contain `/`).
  * Other entries are ignored, as numpy's loader ignores them for arrays.
  *
- * Memory: each entry is read (stored) or inflated (deflated) into a buffer of its own and its array is a
- * view into that buffer, so a 400 MB ViT-B/16 archive costs about 400 MB, not the archive plus copies.
- * The whole-file buffer is avoided on purpose: entry data sit at arbitrary offsets in the archive, so views
- * into it would mostly be misaligned and need copying anyway.
+ * Each entry comes in a buffer of its own (common/zip.ts) and its array is a view into that buffer: numpy
+ * pads .npy headers to a multiple of 64 bytes, so the data are aligned and never copied again.
  */
 export async function readNpz(path: string): Promise<Map<string, NpyArray>> {
-  const fh = await open(path, "r");
-  try {
-    const { size } = await fh.stat();
-    const out = new Map<string, NpyArray>();
-    for (const entry of await readCentralDirectory(fh, size, path)) {
-      if (!entry.name.endsWith(".npy")) continue;
-      const key = entry.name.slice(0, -4);
-      const where = `${path}: entry "${entry.name}"`;
-      if (out.has(key)) throw new NpyError(`${where}: duplicate entry in the archive`);
-      out.set(key, parseNpy(await entryData(fh, size, entry, where), where));
-    }
-    return out;
-  } finally {
-    await fh.close();
-  }
-}
-
-/** A fresh buffer (byteOffset 0) holding `length` bytes of the file from `position`. */
-async function readAt(fh: FileHandle, position: number, length: number, where: string): Promise<Uint8Array> {
-  const buf = new Uint8Array(length);
-  let done = 0;
-  while (done < length) {
-    const { bytesRead } = await fh.read(buf, done, Math.min(1 << 30, length - done), position + done);
-    if (bytesRead === 0) throw new NpyError(`${where}: file ended early (it changed while being read?)`);
-    done += bytesRead;
-  }
-  return buf;
-}
-
-function view(b: Uint8Array): DataView {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength);
-}
-
-async function readCentralDirectory(fh: FileHandle, size: number, path: string): Promise<ZipEntry[]> {
-  const bad = (why: string) => new NpyError(`${path}: not a valid .npz (zip) archive: ${why}`);
-  const u64 = (dv: DataView, at: number): number => {
-    const v = dv.getBigUint64(at, true);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw bad(`64-bit field ${v} is too large`);
-    return Number(v);
-  };
-
-  // End of central directory record: 22 bytes plus a comment of up to 65535 bytes at the end of the file.
-  const tailStart = Math.max(0, size - 22 - 0xffff);
-  const tail = await readAt(fh, tailStart, size - tailStart, path);
-  const tdv = view(tail);
-  let eocd = -1;
-  for (let at = tail.length - 22; at >= 0; at--) {
-    if (tdv.getUint32(at, true) === 0x06054b50) {
-      eocd = at;
-      break;
-    }
-  }
-  if (eocd < 0) throw bad("no end-of-central-directory record");
-  let count = tdv.getUint16(eocd + 10, true);
-  let cdSize = tdv.getUint32(eocd + 12, true);
-  let cdOffset = tdv.getUint32(eocd + 16, true);
-  if (count === 0xffff || cdSize === 0xffffffff || cdOffset === 0xffffffff) {
-    const locAt = tailStart + eocd - 20;
-    if (locAt < 0) throw bad("ZIP64 locator missing");
-    const loc = view(await readAt(fh, locAt, 20, path));
-    if (loc.getUint32(0, true) !== 0x07064b50) throw bad("ZIP64 locator missing");
-    const recAt = u64(loc, 8);
-    if (recAt + 56 > size) throw bad("ZIP64 end record beyond the file");
-    const rec = view(await readAt(fh, recAt, 56, path));
-    if (rec.getUint32(0, true) !== 0x06064b50) throw bad("ZIP64 end record missing");
-    count = u64(rec, 32);
-    cdSize = u64(rec, 40);
-    cdOffset = u64(rec, 48);
-  }
-  if (cdOffset + cdSize > size) throw bad(`central directory [${cdOffset}, +${cdSize}) beyond the file`);
-
-  const cd = await readAt(fh, cdOffset, cdSize, path);
-  const dv = view(cd);
-  const names = new TextDecoder();
-  const entries: ZipEntry[] = [];
-  let at = 0;
-  for (let n = 0; n < count; n++) {
-    if (at + 46 > cd.length || dv.getUint32(at, true) !== 0x02014b50) {
-      throw bad(`central directory entry ${n} is corrupt`);
-    }
-    const flags = dv.getUint16(at + 8, true);
-    const method = dv.getUint16(at + 10, true);
-    const crc = dv.getUint32(at + 16, true);
-    let compressedSize = dv.getUint32(at + 20, true);
-    let size = dv.getUint32(at + 24, true);
-    const nameLen = dv.getUint16(at + 28, true);
-    const extraLen = dv.getUint16(at + 30, true);
-    const commentLen = dv.getUint16(at + 32, true);
-    let localHeaderOffset = dv.getUint32(at + 42, true);
-    const extraEnd = at + 46 + nameLen + extraLen;
-    if (extraEnd + commentLen > cd.length) throw bad(`central directory entry ${n} is corrupt`);
-    const name = names.decode(cd.subarray(at + 46, at + 46 + nameLen));
-    // ZIP64 extended information: the 64-bit values of exactly those fields that hold 0xffffffff, in order.
-    let x = at + 46 + nameLen;
-    while (x + 4 <= extraEnd) {
-      const id = dv.getUint16(x, true);
-      const len = dv.getUint16(x + 2, true);
-      if (id === 0x0001) {
-        let p = x + 4;
-        if (size === 0xffffffff) {
-          size = u64(dv, p);
-          p += 8;
-        }
-        if (compressedSize === 0xffffffff) {
-          compressedSize = u64(dv, p);
-          p += 8;
-        }
-        if (localHeaderOffset === 0xffffffff) localHeaderOffset = u64(dv, p);
-      }
-      x += 4 + len;
-    }
-    entries.push({ name, method, flags, crc, compressedSize, size, localHeaderOffset });
-    at = extraEnd + commentLen;
-  }
-  return entries;
-}
-
-async function entryData(fh: FileHandle, fileSize: number, e: ZipEntry, where: string): Promise<Uint8Array> {
-  if (e.flags & 1) throw new NpyError(`${where}: encrypted zip entries are not supported`);
-  const lh = e.localHeaderOffset;
-  const local = lh + 30 <= fileSize ? view(await readAt(fh, lh, 30, where)) : undefined;
-  if (local === undefined || local.getUint32(0, true) !== 0x04034b50) {
-    throw new NpyError(`${where}: bad local header at offset ${lh} (corrupt zip)`);
-  }
-  // The local header's own name/extra lengths may differ from the central directory's (numpy's ZIP64 extra).
-  const start = lh + 30 + local.getUint16(26, true) + local.getUint16(28, true);
-  const end = start + e.compressedSize;
-  if (end > fileSize) {
-    throw new NpyError(`${where}: entry data [${start}, ${end}) goes beyond the archive (${fileSize} bytes)`);
-  }
-  let data: Uint8Array;
-  if (e.method === 0) {
-    if (e.compressedSize !== e.size) {
-      throw new NpyError(`${where}: stored entry with compressed size ${e.compressedSize} ≠ size ${e.size}`);
-    }
-    // numpy pads .npy headers to a multiple of 64 bytes, so in this fresh buffer the array data are aligned.
-    data = await readAt(fh, start, e.compressedSize, where);
-  } else if (e.method === 8) {
-    const packed = await readAt(fh, start, e.compressedSize, where);
-    try {
-      data = inflateSync(packed, { out: new Uint8Array(e.size) });
-    } catch (err) {
-      throw new NpyError(`${where}: cannot inflate: ${(err as Error).message}`);
-    }
-    if (data.length !== e.size) {
-      throw new NpyError(`${where}: inflated to ${data.length} bytes, the archive says ${e.size}`);
-    }
-  } else {
-    throw new NpyError(
-      `${where}: unsupported zip compression method ${e.method} (supported: stored, deflate)`,
-    );
-  }
-  const crc = crc32(data);
-  if (crc !== e.crc) {
-    throw new NpyError(
-      `${where}: CRC-32 mismatch (archive says ${hex(e.crc)}, data gives ${hex(crc)}): the file is corrupt`,
-    );
-  }
-  return data;
-}
-
-function hex(n: number): string {
-  return `0x${n.toString(16).padStart(8, "0")}`;
-}
-
-let crcTable: Int32Array | undefined;
-
-/** zlib.crc32 exists from Node 20.15; the table version keeps older Node 20 releases working. */
-function crc32(data: Uint8Array): number {
-  if (typeof zlib.crc32 === "function") return zlib.crc32(data) >>> 0;
-  if (crcTable === undefined) {
-    crcTable = new Int32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c;
-    }
-  }
-  const t = crcTable;
-  let c = -1;
-  for (let i = 0; i < data.length; i++) c = t[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ -1) >>> 0;
+  const out = new Map<string, NpyArray>();
+  const entries = await readZip(path, { kind: ".npz", want: (name) => name.endsWith(".npy") });
+  for (const [name, bytes] of entries)
+    out.set(name.slice(0, -4), parseNpy(bytes, `${path}: entry "${name}"`));
+  return out;
 }
