@@ -6,7 +6,7 @@
  * in C order whatever the file used, so callers never see the file's layout.
  */
 import { type TypedData, widenF16 } from "./safetensors.js";
-import { readZip } from "./zip.js";
+import { openZip, type ZipArchive } from "./zip.js";
 
 export interface NpyArray {
   /** The file's descr, e.g. `<f4` or `>i8`; `data` is already converted to host order and float32 for f2. */
@@ -295,7 +295,7 @@ class PyLiteralParser {
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// .npz: a zip archive of `<name>.npy` entries (stored, or deflated by savez_compressed; ZIP64 as numpy writes it)
+// .npz: a zip of `<name>.npy` entries (stored, or deflated by savez_compressed; ZIP64 as numpy writes it)
 
 /**
  * Reads every `<name>.npy` entry of an .npz; keys are the entry names without `.npy` (they may contain `/`).
@@ -305,9 +305,15 @@ class PyLiteralParser {
  * pads .npy headers to a multiple of 64 bytes, so the data are aligned and never copied again.
  */
 export async function readNpz(path: string): Promise<Map<string, NpyArray>> {
+  return npzArrays(await openZip(path, ".npz"));
+}
+
+/** The arrays of an archive already open (when the caller looked inside to tell an .npz from a .pth). */
+export function npzArrays(zip: ZipArchive): Map<string, NpyArray> {
   const out = new Map<string, NpyArray>();
-  const entries = await readZip(path, { kind: ".npz", want: (name) => name.endsWith(".npy") });
-  for (const [name, bytes] of entries)
-    out.set(name.slice(0, -4), parseNpy(bytes, `${path}: entry "${name}"`));
+  for (const name of zip.names) {
+    if (!name.endsWith(".npy")) continue;
+    out.set(name.slice(0, -4), parseNpy(zip.read(name), `${zip.path}: entry "${name}"`));
+  }
   return out;
 }

@@ -14,42 +14,49 @@ export class ZipError extends Error {
   override readonly name = "ZipError";
 }
 
-export interface ZipOptions {
-  /** The format the archive should be, for messages: ".npz", ".pth". */
-  readonly kind: string;
-  /** Which entries to extract (all by default); the others are neither inflated nor checked. */
-  readonly want?: (name: string) => boolean;
+/** An archive held in memory; `read` extracts one entry (fflate) and checks its CRC-32. */
+export interface ZipArchive {
+  readonly path: string;
+  /** Entry names in central-directory order. */
+  readonly names: readonly string[];
+  /** The entry in a buffer of its own (byteOffset 0: data aligned inside the entry stay aligned). */
+  read(name: string): Uint8Array;
 }
 
 /**
- * The wanted entries, each in a buffer of its own (byteOffset 0, so data that is aligned inside the entry
- * stays aligned). The archive is read into memory whole; fflate needs it as one array.
+ * Opens an archive; `kind` (".npz", ".pth") names the format expected, for messages. The archive is read
+ * into memory whole: fflate needs it as one array.
  */
-export async function readZip(path: string, opts: ZipOptions): Promise<Map<string, Uint8Array>> {
+export async function openZip(path: string, kind: string): Promise<ZipArchive> {
   const bytes = await readWhole(path);
-  const bad = (why: string) => new ZipError(`${path}: not a valid ${opts.kind} (zip) archive: ${why}`);
-  const crcs = centralCrcs(bytes, bad);
-  const out = new Map<string, Uint8Array>();
-  for (const [name, { crc, flags }] of crcs) {
-    if (opts.want !== undefined && !opts.want(name)) continue;
-    const where = `${path}: entry "${name}"`;
-    if (flags & 1) throw new ZipError(`${where}: encrypted zip entries are not supported`);
-    let data: Uint8Array | undefined;
-    try {
-      data = unzipSync(bytes, { filter: (f) => f.name === name })[name];
-    } catch (err) {
-      throw new ZipError(`${where}: cannot extract (${(err as Error).message})`);
-    }
-    if (data === undefined) throw new ZipError(`${where}: cannot extract (fflate found no such entry)`);
-    const got = crc32(data) >>> 0;
-    if (got !== crc) {
-      throw new ZipError(
-        `${where}: CRC-32 mismatch (archive says ${hex(crc)}, data gives ${hex(got)}): the file is corrupt`,
-      );
-    }
-    out.set(name, data);
-  }
-  return out;
+  const entries = centralCrcs(
+    bytes,
+    (why) => new ZipError(`${path}: not a valid ${kind} (zip) archive: ${why}`),
+  );
+  return {
+    path,
+    names: [...entries.keys()],
+    read(name: string): Uint8Array {
+      const where = `${path}: entry "${name}"`;
+      const entry = entries.get(name);
+      if (entry === undefined) throw new ZipError(`${where}: no such entry in the archive`);
+      if (entry.flags & 1) throw new ZipError(`${where}: encrypted zip entries are not supported`);
+      let data: Uint8Array | undefined;
+      try {
+        data = unzipSync(bytes, { filter: (f) => f.name === name })[name];
+      } catch (err) {
+        throw new ZipError(`${where}: cannot extract (${(err as Error).message})`);
+      }
+      if (data === undefined) throw new ZipError(`${where}: cannot extract (fflate found no such entry)`);
+      const got = crc32(data) >>> 0;
+      if (got !== entry.crc) {
+        throw new ZipError(
+          `${where}: CRC-32 mismatch (archive says ${hex(entry.crc)}, data gives ${hex(got)}): the file is corrupt`,
+        );
+      }
+      return data;
+    },
+  };
 }
 
 /**
