@@ -40,6 +40,9 @@ describe("pickle reader", () => {
         /evil\.pkl: .*opcode|evil\.pkl/,
       );
     }
+    expect(() => parsePickle(Uint8Array.from([0x80, 0x02, 0x69, 0x2e]), "inst.pkl")).toThrow(
+      /inst\.pkl: not a readable pickle: unsupported opcode 0x69 \(INST\) at byte 2/,
+    );
     expect(() => parsePickle(bytes("c__builtin__\neval\n(S'1'\ntR."), "e.pkl")).toThrow(
       /refusing global __builtin__\.eval/,
     );
