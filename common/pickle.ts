@@ -133,7 +133,11 @@ class Machine {
   }
 
   readonly fail: Fail = (detail) => {
-    throw new PickleError(`not a readable pickle: ${detail} at byte ${this.at}`, this.source);
+    const op = OPCODE_NAMES[this.bytes[this.at]];
+    throw new PickleError(
+      `not a readable pickle: ${detail} at byte ${this.at}${op ? ` (${op})` : ""}`,
+      this.source,
+    );
   };
 
   private need(n: number): number {
@@ -263,7 +267,8 @@ class Machine {
 
 type Handler = (m: Machine) => void;
 
-const utf8 = (b: Uint8Array) => new TextDecoder("utf-8", { fatal: false }).decode(b);
+const UTF8 = new TextDecoder("utf-8", { fatal: false });
+const utf8 = (b: Uint8Array) => UTF8.decode(b);
 
 // biome-ignore format: one opcode per line keeps the machine on one screen
 const OPCODE_LIST: readonly [number, string, Handler][] = [
@@ -326,7 +331,11 @@ const OPCODE_LIST: readonly [number, string, Handler][] = [
 ];
 
 const OPCODES: (Handler | undefined)[] = [];
-for (const [code, , handler] of OPCODE_LIST) OPCODES[code] = handler;
+const OPCODE_NAMES: string[] = [];
+for (const [code, name, handler] of OPCODE_LIST) {
+  OPCODES[code] = handler;
+  OPCODE_NAMES[code] = name;
+}
 
 /** Opcodes refused on purpose, named in the error: they build arbitrary objects or need outside state. */
 const REFUSED_OPCODES: Readonly<Record<number, string>> = {
