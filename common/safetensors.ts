@@ -385,14 +385,26 @@ function elementCount(shape: readonly number[]): number {
 }
 
 function tensorData(bytes: Uint8Array, dataStart: number, e: StHeaderEntry): TypedData {
-  const { size, ctor } = DTYPES[e.dtype];
-  const abs = bytes.byteOffset + dataStart + e.offsets[0];
-  const count = (e.offsets[1] - e.offsets[0]) / size;
-  if (e.dtype === "F16" || e.dtype === "BF16") {
-    const bits = viewOrCopy(Uint16Array, bytes.buffer, abs, count, 2);
-    return e.dtype === "F16" ? widenF16(bits) : widenBf16(bits);
+  return decodeValues(bytes.subarray(dataStart + e.offsets[0], dataStart + e.offsets[1]), e.dtype);
+}
+
+/** Bytes per element of a dtype in a file. */
+export function dtypeSize(dtype: StDtype): number {
+  return DTYPES[dtype].size;
+}
+
+/**
+ * Little-endian values of `dtype` (a whole number of elements): a view on `bytes` when aligned, else a
+ * copy; F16 and BF16 are widened to float32. Shared with the .pth reader, whose storages are raw values too.
+ */
+export function decodeValues(bytes: Uint8Array, dtype: StDtype): TypedData {
+  const { size, ctor } = DTYPES[dtype];
+  const count = bytes.byteLength / size;
+  if (dtype === "F16" || dtype === "BF16") {
+    const bits = viewOrCopy(Uint16Array, bytes.buffer, bytes.byteOffset, count, 2);
+    return dtype === "F16" ? widenF16(bits) : widenBf16(bits);
   }
-  return viewOrCopy(ctor, bytes.buffer, abs, count, size);
+  return viewOrCopy(ctor, bytes.buffer, bytes.byteOffset, count, size);
 }
 
 /** Typed-array views need offsets aligned to the element size; unaligned data get a copy of their own. */

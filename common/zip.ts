@@ -6,9 +6,9 @@
  * `torch.save` archive — have no other integrity check. So the only zip parsing kept here is the list of
  * CRC-32s, read from the same central directory.
  */
-import { open } from "node:fs/promises";
 import { crc32 } from "node:zlib";
 import { unzipSync } from "fflate";
+import { readWholeFile } from "./safetensors.js";
 
 export class ZipError extends Error {
   override readonly name = "ZipError";
@@ -28,7 +28,16 @@ export interface ZipArchive {
  * into memory whole: fflate needs it as one array.
  */
 export async function openZip(path: string, kind: string): Promise<ZipArchive> {
-  const bytes = await readWhole(path);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readWholeFile(path);
+  } catch (err) {
+    throw new ZipError(
+      `${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+    );
+  }
+  // fflate reads the ZIP64 end record's offsets as 32-bit numbers.
+  if (bytes.length >= 2 ** 32) throw new ZipError(`${path}: archives of 4 GiB or more are not supported`);
   const entries = centralCrcs(
     bytes,
     (why) => new ZipError(`${path}: not a valid ${kind} (zip) archive: ${why}`),
@@ -97,32 +106,6 @@ function centralCrcs(
     at = next;
   }
   return out;
-}
-
-/**
- * fflate takes the archive as one array and reads the ZIP64 end record's offsets as 32-bit numbers, so
- * 4 GiB is the limit; fs.readFile would stop at 2 GiB.
- */
-async function readWhole(path: string): Promise<Uint8Array> {
-  let fh: Awaited<ReturnType<typeof open>>;
-  try {
-    fh = await open(path, "r");
-  } catch (err) {
-    throw new ZipError(`${path}: cannot read (${(err as NodeJS.ErrnoException).code ?? err})`);
-  }
-  try {
-    const { size } = await fh.stat();
-    if (size >= 2 ** 32) throw new ZipError(`${path}: archives of 4 GiB or more are not supported`);
-    const out = new Uint8Array(size);
-    for (let done = 0; done < size; ) {
-      const { bytesRead } = await fh.read(out, done, Math.min(2 ** 30, size - done), done);
-      if (bytesRead === 0) throw new ZipError(`${path}: file ended early (it changed while being read?)`);
-      done += bytesRead;
-    }
-    return out;
-  } finally {
-    await fh.close();
-  }
 }
 
 function hex(n: number): string {
