@@ -53,6 +53,9 @@ const USAGE_ERRORS = new Set([
 const INPUT_ERRORS = new Set([
   "SafetensorsError",
   "NpyError",
+  "ZipError",
+  "PickleError",
+  "PthError",
   "WeightsError",
   "CheckpointConversionError",
   "DataError",

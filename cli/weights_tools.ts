@@ -1,16 +1,22 @@
 /**
- * `inflora weights`: import a Google ViT `.npz` into a timm-named `.safetensors`, inspect a weights file,
- * and fetch the public augreg ImageNet-21k checkpoints with a digest check.
+ * `inflora weights`: import a Google ViT `.npz` or a PyTorch `.pth` into a timm-named `.safetensors`,
+ * inspect a weights file, and fetch the public augreg ImageNet-21k checkpoints with a digest check.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
-import { readNpz } from "../common/npy.js";
 import { readSafetensorsHeader, type StTensor, writeSafetensors } from "../common/safetensors.js";
-import { jaxToTimm } from "../worker/model/jax_to_timm.js";
-import { fingerprintFile, inferConfig, validateWeights, WeightsError } from "../worker/model/load_weights.js";
-import type { HostTensor } from "../worker/model/vit.js";
+import {
+  type ForeignCheckpoint,
+  type ForeignOptions,
+  fingerprintFile,
+  inferConfig,
+  readForeignCheckpoint,
+  validateWeights,
+  WeightsError,
+  type WeightsFormat,
+} from "../worker/model/load_weights.js";
 import { VIT_PRESETS } from "../worker/model/vit_config.js";
 
 export interface TensorInfo {
@@ -28,7 +34,7 @@ export interface VitDims {
   readonly depth: number;
   readonly numHeads?: number;
   /** Where numHeads came from: the attention kernels (.npz), the file's metadata, or timm's preset for the width. */
-  readonly numHeadsFrom?: "kernel shape" | "metadata" | "preset width";
+  readonly numHeadsFrom?: "kernel shape" | "metadata" | "preset width" | "--num-heads option";
   readonly mlpHidden?: number;
   readonly numClasses?: number;
   readonly preLogits: boolean;
@@ -36,12 +42,14 @@ export interface VitDims {
 
 export interface WeightsInfo {
   readonly file: string;
-  readonly format: "safetensors" | "npz";
+  readonly format: WeightsFormat;
   readonly bytes: number;
   readonly tensors: TensorInfo[];
   readonly parameters: number;
   readonly dims: VitDims;
   readonly metadata: Record<string, string>;
+  /** .pth: the layout read, every layout the file has, and the names of its state_dict left out. */
+  readonly pth?: ForeignCheckpoint["pth"];
 }
 
 const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -90,44 +98,23 @@ async function isZip(file: string): Promise<boolean> {
   }
 }
 
-/** Heads of an .npz: the query kernel is [D, H, K]. */
-function npzHeads(arrays: ReadonlyMap<string, { shape: readonly number[] }>): number | undefined {
-  for (const [name, a] of arrays) {
-    if (/MultiHeadDotProductAttention_1\/query\/kernel$/.test(name) && a.shape.length === 3)
-      return a.shape[1];
-  }
-  return undefined;
-}
-
-async function readNpzAsTimm(
-  file: string,
-): Promise<{ raw: TensorInfo[]; timm: Map<string, HostTensor>; heads?: number }> {
-  const arrays = await readNpz(file);
-  const raw = [...arrays].map(([name, a]) => ({ name, dtype: a.dtype, shape: a.shape }));
-  for (const [name, a] of arrays) {
-    if (!(a.data instanceof Float32Array || a.data instanceof Float64Array)) {
-      throw new WeightsError(`${file}: entry ${name} has dtype ${a.dtype}; weights must be floating point`);
-    }
-  }
-  return { raw, timm: jaxToTimm(arrays, file), heads: npzHeads(arrays) };
-}
-
 /** Names, dtypes, shapes and dimensions; a .safetensors is read header only. */
-export async function inspectWeights(file: string): Promise<WeightsInfo> {
+export async function inspectWeights(file: string, opts: ForeignOptions = {}): Promise<WeightsInfo> {
   const { size } = await stat(file).catch((err: NodeJS.ErrnoException) => {
     throw new WeightsError(`${file}: cannot open (${err.code ?? err})`);
   });
   if (await isZip(file)) {
-    const { raw, timm, heads } = await readNpzAsTimm(file);
+    const { format, raw, timm, heads, pth } = await readForeignCheckpoint(file, opts);
     const shapes = new Map([...timm].map(([n, t]) => [n, t.shape] as const));
     return {
       file,
-      format: "npz",
+      format,
       bytes: size,
       tensors: raw,
       parameters: raw.reduce((n, t) => n + count(t.shape), 0),
       dims: inferDims(shapes, heads === undefined ? undefined : { value: heads, from: "kernel shape" }),
       metadata: {},
+      pth,
     };
   }
   const { entries, metadata } = await readSafetensorsHeader(file);
@@ -153,27 +140,46 @@ export interface ImportSummary {
   readonly parameters: number;
   readonly dims: VitDims;
   readonly sourceSha256: string;
+  readonly pth?: ForeignCheckpoint["pth"];
 }
 
-/** Converts through the one JAX→timm table, checks the model's tensors, and records the source. */
-export async function importNpz(file: string, out: string): Promise<ImportSummary> {
-  if (!(await isZip(file))) throw new WeightsError(`${file}: not an .npz (zip) archive`);
+export interface ImportOptions extends ForeignOptions {
+  /** Heads, where the file cannot tell them (a .pth of a width no timm preset has). */
+  readonly numHeads?: number;
+}
+
+/**
+ * Converts an .npz through the one JAX→timm table, or a .pth through its layout table; checks the
+ * model's tensors, and records the source.
+ */
+export async function importWeights(
+  file: string,
+  out: string,
+  opts: ImportOptions = {},
+): Promise<ImportSummary> {
+  if (!(await isZip(file))) throw new WeightsError(`${file}: not an .npz or .pth (zip) archive`);
   const sourceSha256 = await fingerprintFile(file);
-  const { timm, heads } = await readNpzAsTimm(file);
-  const cfg = inferConfig(timm, file, { numHeads: heads });
+  const { format, timm, heads, pth } = await readForeignCheckpoint(file, opts);
+  const cfg = inferConfig(timm, file, { numHeads: opts.numHeads ?? heads });
   validateWeights(timm, cfg, file);
   const tensors = new Map<string, StTensor>(
     [...timm].map(([name, t]) => [name, { dtype: "F32", shape: t.shape, data: t.data }]),
   );
   const dims = inferDims(new Map([...timm].map(([n, t]) => [n, t.shape] as const)), {
     value: cfg.numHeads,
-    from: "kernel shape",
+    from:
+      opts.numHeads !== undefined
+        ? "--num-heads option"
+        : heads !== undefined
+          ? "kernel shape"
+          : "preset width",
   });
   await writeSafetensors(out, tensors, {
     format: "timm-vit",
     source: path.basename(file),
     source_sha256: sourceSha256,
-    converted_by: "inflora weights import (worker/model/jax_to_timm.ts)",
+    converted_by: `inflora weights import (worker/model/${format === "npz" ? "jax_to_timm" : "pth_to_timm"}.ts)`,
+    ...(pth === undefined ? {} : { source_layout: pth.layout.id }),
     img_size: String(cfg.imgSize),
     patch_size: String(cfg.patchSize),
     in_chans: String(cfg.inChans),
@@ -185,7 +191,7 @@ export async function importNpz(file: string, out: string): Promise<ImportSummar
   });
   let parameters = 0;
   for (const t of tensors.values()) parameters += t.data.length;
-  return { out, tensors: tensors.size, parameters, dims, sourceSha256 };
+  return { out, tensors: tensors.size, parameters, dims, sourceSha256, pth };
 }
 
 // ------------------------------------------------------------------------------------------- fetch

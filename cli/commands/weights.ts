@@ -1,5 +1,26 @@
-import { Argument, type Command } from "commander";
+import { Argument, type Command, InvalidArgumentError } from "commander";
+import type { ForeignCheckpoint } from "../../worker/model/load_weights.js";
+import { describePthLayouts, PTH_LAYOUTS } from "../../worker/model/pth_to_timm.js";
 import { FETCH_PRESETS } from "../weights_tools.js";
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+function positiveInt(v: string, flag: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0)
+    throw new InvalidArgumentError(`${flag} must be a positive integer, got "${v}"`);
+  return n;
+}
+
+/** The layout lines of a .pth: which state_dict was read, which others the file has, what was left out. */
+function describePth(p: NonNullable<ForeignCheckpoint["pth"]>): string {
+  const others = p.found.filter((id) => id !== p.layout.id);
+  const left = p.ignored.length === 0 ? "" : `left out: ${p.ignored.join(", ")}\n`;
+  return (
+    `layout ${p.layout.id}: ${p.layout.description}${others.length > 0 ? ` (the file also has: ${others.join(", ")})` : ""}\n` +
+    left
+  );
+}
 
 function describeDims(d: import("../weights_tools.js").VitDims): string {
   const v = (x: number | undefined) => (x === undefined ? "?" : String(x));
@@ -13,7 +34,9 @@ function describeDims(d: import("../weights_tools.js").VitDims): string {
 export function registerWeights(program: Command): void {
   const weights = program
     .command("weights")
-    .description("Base ViT weights: import a Google .npz, inspect a file, fetch the ImageNet-21k checkpoints")
+    .description(
+      "Base ViT weights: import a Google .npz or a PyTorch .pth, inspect a file, fetch the ImageNet-21k checkpoints",
+    )
     .addHelpText(
       "after",
       `
@@ -25,44 +48,74 @@ Examples:
 
   weights
     .command("import")
-    .description("Convert a Google ViT .npz (JAX names) to a .safetensors with timm names")
-    .argument("<file>", "the .npz checkpoint")
+    .description("Convert a Google ViT .npz (JAX names) or a PyTorch .pth to a .safetensors with timm names")
+    .argument("<file>", "the .npz or .pth checkpoint")
     .requiredOption("--out <file>", "the .safetensors to write")
+    .option(
+      "--layout <id>",
+      `.pth: the state_dict to take (${PTH_LAYOUTS.map((l) => l.id).join(", ")}); default: the first found`,
+    )
+    .option(
+      "--allow-global <name>",
+      ".pth: read this pickle global as inert data instead of refusing it (repeatable)",
+      collect,
+      [],
+    )
+    .option("--num-heads <n>", "attention heads, when the width is no timm preset's", (v) =>
+      positiveInt(v, "--num-heads"),
+    )
     .addHelpText(
       "after",
       `
-Every entry goes through the one JAX→timm conversion table (worker/model/jax_to_timm.ts); the model's
-tensors are checked for shape and finite values. The metadata records the source file name, its SHA-256
-and the model dimensions. Configs may point at either file: both give bit-identical runs.
+An .npz goes through the one JAX→timm conversion table (worker/model/jax_to_timm.ts); a .pth (torch.save's
+zip format) is read without Python by a restricted unpickler that builds tensors and plain containers and
+refuses any other global, naming it, and its state_dict is found through the layout table
+(worker/model/pth_to_timm.ts):
+${describePthLayouts()
+  .map((l) => `  ${l}`)
+  .join("\n")}
+The model's tensors are checked for shape and finite values. The metadata records the source file name,
+its SHA-256, the layout and the model dimensions. Configs may point at either file: both give
+bit-identical runs.
 
 Examples:
   $ inflora weights import weights/vit_base_patch16_224_in21k.npz --out weights/vit_base_patch16_224_in21k.safetensors
+  $ inflora weights import dino_vitbase16_pretrain_full_checkpoint.pth --out weights/dino_vitb16.safetensors --allow-global argparse.Namespace
   $ inflora weights import test/fixtures/reference/tiny_vit.npz --out /tmp/tiny_vit.safetensors`,
     )
-    .action(async (file: string, o: { out: string }) => {
-      const { importNpz } = await import("../weights_tools.js");
-      const s = await importNpz(file, o.out);
-      process.stdout.write(
-        `${s.out}: ${s.tensors} tensors, ${s.parameters.toLocaleString("en-US")} parameters\n` +
-          `${describeDims(s.dims)}\nsource ${file} sha256 ${s.sourceSha256}\n`,
-      );
-    });
+    .action(
+      async (file: string, o: { out: string; layout?: string; allowGlobal: string[]; numHeads?: number }) => {
+        const { importWeights } = await import("../weights_tools.js");
+        const s = await importWeights(file, o.out, {
+          layout: o.layout,
+          allowGlobals: o.allowGlobal,
+          numHeads: o.numHeads,
+        });
+        process.stdout.write(
+          `${s.out}: ${s.tensors} tensors, ${s.parameters.toLocaleString("en-US")} parameters\n` +
+            `${describeDims(s.dims)}\n${s.pth === undefined ? "" : describePth(s.pth)}source ${file} sha256 ${s.sourceSha256}\n`,
+        );
+      },
+    );
 
   weights
     .command("inspect")
-    .description("Names, dtypes, shapes, parameter count and ViT dimensions of a .safetensors or .npz")
-    .argument("<file>", "a .safetensors (only its header is read) or an .npz")
+    .description("Names, dtypes, shapes, parameter count and ViT dimensions of a .safetensors, .npz or .pth")
+    .argument("<file>", "a .safetensors (only its header is read), an .npz or a .pth")
     .option("--json", "print JSON", false)
+    .option("--layout <id>", ".pth: the state_dict to show; default: the first found")
+    .option("--allow-global <name>", ".pth: read this pickle global as inert data (repeatable)", collect, [])
     .addHelpText(
       "after",
       `
 Examples:
   $ inflora weights inspect weights/vit_base_patch16_224_in21k.npz
+  $ inflora weights inspect dino_vitbase16_pretrain.pth
   $ inflora weights inspect runs/demo/backbone/vit_demo.safetensors --json`,
     )
-    .action(async (file: string, o: { json: boolean }) => {
+    .action(async (file: string, o: { json: boolean; layout?: string; allowGlobal: string[] }) => {
       const { inspectWeights } = await import("../weights_tools.js");
-      const info = await inspectWeights(file);
+      const info = await inspectWeights(file, { layout: o.layout, allowGlobals: o.allowGlobal });
       if (o.json) {
         process.stdout.write(`${JSON.stringify(info, null, 1)}\n`);
         return;
@@ -70,6 +123,7 @@ Examples:
       const width = Math.max(...info.tensors.map((t) => t.name.length), 4);
       const lines = [
         `${info.file}: ${info.format}, ${info.bytes.toLocaleString("en-US")} bytes`,
+        ...(info.pth === undefined ? [] : [describePth(info.pth).trimEnd()]),
         "",
         `${"name".padEnd(width)}  dtype  shape`,
         ...info.tensors.map((t) => `${t.name.padEnd(width)}  ${t.dtype.padEnd(5)}  [${t.shape.join(", ")}]`),

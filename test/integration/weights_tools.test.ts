@@ -11,7 +11,7 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FETCH_PRESETS, fetchWeights, importNpz, inspectWeights } from "../../cli/weights_tools.js";
+import { FETCH_PRESETS, fetchWeights, importWeights, inspectWeights } from "../../cli/weights_tools.js";
 import { readSafetensors } from "../../common/safetensors.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -65,7 +65,7 @@ function cli(...args: string[]): Promise<{ status: number | null; stdout: string
 describe("weights import", () => {
   it("converts the fixture .npz to the fixture's own timm tensors, bit for bit, and records the source", async () => {
     const out = path.join(tmp, "imported.safetensors");
-    const s = await importNpz(NPZ, out);
+    const s = await importWeights(NPZ, out);
     expect(s.sourceSha256).toBe(NPZ_SHA);
     const mine = await readSafetensors(out);
     const theirs = await readSafetensors(path.join(FIXTURE, "tiny_vit.safetensors"));
@@ -89,7 +89,7 @@ describe("weights import", () => {
 
   it("a file that is not an .npz is a WeightsError naming it", async () => {
     await expect(
-      importNpz(path.join(FIXTURE, "tiny_vit.safetensors"), path.join(tmp, "x.safetensors")),
+      importWeights(path.join(FIXTURE, "tiny_vit.safetensors"), path.join(tmp, "x.safetensors")),
     ).rejects.toMatchObject({
       name: "WeightsError",
       message: expect.stringContaining("tiny_vit.safetensors"),
@@ -144,6 +144,34 @@ describe("weights inspect", () => {
     expect(r.stdout).toMatch(
       /ViT: img_size 32, patch_size 4, in_chans 3, embed_dim 48, depth 3, num_heads 3/,
     );
+  });
+});
+
+describe("weights on a PyTorch .pth", () => {
+  const DINO = path.join(ROOT, "test", "fixtures", "pth", "tiny_vit_dino_full.pth");
+
+  it("inspect shows the layout found, the others and the names left out", async () => {
+    const r = await cli("weights", "inspect", DINO);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("pth, 762,459 bytes");
+    expect(r.stdout).toContain(
+      "layout teacher: DINO/iBOT full checkpoint: the teacher network (the file also has: student)",
+    );
+    expect(r.stdout).toContain("left out: head.mlp.0.weight, head.last_layer.weight_g");
+    expect(r.stdout).toMatch(/blocks\.0\.attn\.qkv\.weight\s+F32\s+\[144, 48\]/);
+  });
+
+  it("import refuses a pickle global, naming it, with exit code 3", async () => {
+    const r = await cli(
+      "weights",
+      "import",
+      path.join(ROOT, "test", "fixtures", "pth", "tiny_vit_with_args.pth"),
+      "--out",
+      path.join(tmp, "args.safetensors"),
+    );
+    expect(r.status).toBe(3);
+    expect(r.stderr).toMatch(/tiny_vit_with_args\/data\.pkl: refusing global argparse\.Namespace/);
+    expect(readdirSync(tmp)).not.toContain("args.safetensors");
   });
 });
 

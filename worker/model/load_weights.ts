@@ -1,19 +1,24 @@
 /**
- * Base ViT weights from a `.safetensors` file with timm names or a Google ViT `.npz` (converted through
- * the one table in jax_to_timm.ts). Every tensor the model needs is checked for presence, shape and finite
+ * Base ViT weights from a `.safetensors` file with timm names, a Google ViT `.npz` (converted through the
+ * one table in jax_to_timm.ts) or a PyTorch `.pth` (the layouts of pth_to_timm.ts). Every tensor the model needs is checked for presence, shape and finite
  * values; tensors the model does not use (the pretrained `head.*`, `pre_logits.*`) are reported back.
  */
 import { createHash } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { readNpz } from "../../common/npy.js";
+import { npzArrays } from "../../common/npy.js";
+import { type PthOptions, readPthArchive } from "../../common/pth.js";
 import { readSafetensors } from "../../common/safetensors.js";
+import { openZip } from "../../common/zip.js";
 import { jaxToTimm } from "./jax_to_timm.js";
+import { type PthLayout, selectPthLayout } from "./pth_to_timm.js";
 import type { HostTensor } from "./vit.js";
 import { expectedShapes, VIT_PRESETS, type VitConfig } from "./vit_config.js";
 
 export class WeightsError extends Error {
   override readonly name = "WeightsError";
 }
+
+export type WeightsFormat = "safetensors" | "npz" | "pth";
 
 /** Values the config may pin; each must agree with the checkpoint. */
 export interface WeightOverrides {
@@ -31,7 +36,7 @@ export interface LoadedWeights {
   readonly unused: string[];
   /** Lowercase hex SHA-256 of the file's bytes. */
   readonly fingerprint: string;
-  readonly format: "safetensors" | "npz";
+  readonly format: WeightsFormat;
 }
 
 export async function fingerprintFile(file: string): Promise<string> {
@@ -42,7 +47,7 @@ export async function fingerprintFile(file: string): Promise<string> {
 
 async function readAsFloat32(
   file: string,
-): Promise<{ tensors: Map<string, HostTensor>; format: "safetensors" | "npz" }> {
+): Promise<{ tensors: Map<string, HostTensor>; format: WeightsFormat }> {
   const head = new Uint8Array(4);
   const { open } = await import("node:fs/promises");
   let fh: Awaited<ReturnType<typeof open>>;
@@ -58,20 +63,12 @@ async function readAsFloat32(
   } finally {
     await fh.close();
   }
-  const isZip = head[0] === 0x50 && head[1] === 0x4b; // "PK": an .npz archive
-  const out = new Map<string, HostTensor>();
-  if (isZip) {
-    const arrays = await readNpz(file);
-    const asFloat = new Map<string, { shape: number[]; data: Float32Array | Float64Array }>();
-    for (const [name, a] of arrays) {
-      if (!(a.data instanceof Float32Array || a.data instanceof Float64Array)) {
-        throw new WeightsError(`${file}: entry ${name} has dtype ${a.dtype}; weights must be floating point`);
-      }
-      asFloat.set(name, { shape: a.shape, data: a.data });
-    }
-    for (const [name, t] of jaxToTimm(asFloat, file)) out.set(name, { shape: t.shape, data: t.data });
-    return { tensors: out, format: "npz" };
+  if (head[0] === 0x50 && head[1] === 0x4b) {
+    // "PK": a zip, an .npz or a .pth.
+    const foreign = await readForeignCheckpoint(file);
+    return { tensors: foreign.timm, format: foreign.format };
   }
+  const out = new Map<string, HostTensor>();
   const st = await readSafetensors(file);
   for (const [name, t] of st.tensors) {
     if (t.data instanceof Float32Array) out.set(name, { shape: t.shape, data: t.data });
@@ -172,7 +169,7 @@ export function validateWeights(tensors: Map<string, HostTensor>, cfg: VitConfig
 export async function describeWeights(
   file: string,
   overrides: WeightOverrides = {},
-): Promise<{ cfg: VitConfig; fingerprint: string; format: "safetensors" | "npz" }> {
+): Promise<{ cfg: VitConfig; fingerprint: string; format: WeightsFormat }> {
   const loaded = await loadWeights(file, overrides);
   return { cfg: loaded.cfg, fingerprint: loaded.fingerprint, format: loaded.format };
 }
@@ -183,4 +180,66 @@ export async function loadWeights(file: string, overrides: WeightOverrides = {})
   const unused = validateWeights(tensors, cfg, file);
   for (const name of unused) tensors.delete(name);
   return { cfg, tensors, unused, fingerprint: await fingerprintFile(file), format };
+}
+
+// ------------------------------------------------------------------- checkpoints of other frameworks
+
+export interface ForeignTensorInfo {
+  readonly name: string;
+  readonly dtype: string;
+  readonly shape: readonly number[];
+}
+
+export interface ForeignCheckpoint {
+  readonly format: Exclude<WeightsFormat, "safetensors">;
+  /** The tensors as stored: an .npz's under its own names, a .pth's chosen state_dict's under timm names. */
+  readonly raw: ForeignTensorInfo[];
+  /** timm names, float32. */
+  readonly timm: Map<string, HostTensor>;
+  /** Heads read off the attention kernels (.npz only; a .pth's fused qkv does not tell them). */
+  readonly heads?: number;
+  /** .pth only: the layout used, all the layouts the file has, and the names left out. */
+  readonly pth?: { layout: PthLayout; found: readonly string[]; ignored: readonly string[] };
+}
+
+export interface ForeignOptions extends PthOptions {
+  /** .pth: the layout to take (PTH_LAYOUTS id) instead of the first found. */
+  readonly layout?: string;
+}
+
+export async function readForeignCheckpoint(
+  file: string,
+  opts: ForeignOptions = {},
+): Promise<ForeignCheckpoint> {
+  const zip = await openZip(file, ".npz or .pth");
+  if (zip.names.some((n) => /^[^/]+\/data\.pkl$/.test(n))) {
+    const { root } = readPthArchive(zip, opts);
+    const sel = selectPthLayout(root, file, opts.layout);
+    const raw: ForeignTensorInfo[] = [];
+    const timm = new Map<string, HostTensor>();
+    for (const [name, t] of sel.tensors) {
+      raw.push({ name, dtype: t.dtype, shape: t.shape });
+      const v = t.values();
+      // Integer tensors (counters, index buffers) are never weights: listed in raw, left out of timm.
+      if (v instanceof Float32Array) timm.set(name, { shape: [...t.shape], data: v });
+      else if (v instanceof Float64Array) timm.set(name, { shape: [...t.shape], data: Float32Array.from(v) });
+    }
+    return { format: "pth", raw, timm, pth: { layout: sel.layout, found: sel.found, ignored: sel.ignored } };
+  }
+  const arrays = npzArrays(zip);
+  if (arrays.size === 0) {
+    throw new WeightsError(`${file}: a zip archive with neither .npy entries nor a torch.save data.pkl`);
+  }
+  const raw = [...arrays].map(([name, a]) => ({ name, dtype: a.dtype, shape: a.shape }));
+  for (const [name, a] of arrays) {
+    if (!(a.data instanceof Float32Array || a.data instanceof Float64Array)) {
+      throw new WeightsError(`${file}: entry ${name} has dtype ${a.dtype}; weights must be floating point`);
+    }
+  }
+  let heads: number | undefined;
+  for (const [name, a] of arrays) {
+    if (/MultiHeadDotProductAttention_1\/query\/kernel$/.test(name) && a.shape.length === 3)
+      heads ??= a.shape[1];
+  }
+  return { format: "npz", raw, timm: jaxToTimm(arrays, file), heads };
 }
