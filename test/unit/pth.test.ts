@@ -12,7 +12,7 @@ import { importWeights } from "../../cli/weights_tools.js";
 import { readPthArchive, type TorchTensor } from "../../common/pth.js";
 import { readSafetensors, type TypedData } from "../../common/safetensors.js";
 import { openZip } from "../../common/zip.js";
-import { readForeignCheckpoint } from "../../worker/model/load_weights.js";
+import { loadWeights, readForeignCheckpoint } from "../../worker/model/load_weights.js";
 import { REFERENCE_DIR } from "../helpers/reference_compare.js";
 
 const PTH = path.resolve(import.meta.dirname, "../fixtures/pth");
@@ -72,6 +72,13 @@ describe(".pth fixtures made by torch.save", () => {
     });
     const c = await readForeignCheckpoint(file, { allowGlobals: ["argparse.Namespace"] });
     await expectSameTensors(c.timm, TINY);
+  });
+
+  it("loads as base weights directly, like the .npz and .safetensors", async () => {
+    const w = await loadWeights(path.join(PTH, "tiny_vit_ibot_teacher.pth"), { numHeads: 3 });
+    expect(w.format).toBe("pth");
+    expect(w.cfg).toEqual((await loadWeights(TINY, { numHeads: 3 })).cfg);
+    expect(w.unused).toEqual(["head.bias", "head.weight"]);
   });
 
   it("imports to a timm safetensors equal to the fixture's, recording the layout", async () => {

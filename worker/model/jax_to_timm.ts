@@ -1,7 +1,7 @@
 /**
- * The one table of foreign-checkpoint conversions: Google ViT `.npz` (JAX/Flax names and layouts, e.g. the
- * ViT-B_16 in21k augreg files) → timm `VisionTransformer` state-dict names and layouts, as timm's
- * `_load_weights` converts them. Conversions are pure reshapes/transposes, so float32 inputs come out
+ * The one table of Google ViT `.npz` conversions (JAX/Flax names and layouts, e.g. the ViT-B_16 in21k
+ * augreg files) → timm `VisionTransformer` state-dict names and layouts, as timm's `_load_weights` converts
+ * them; PyTorch `.pth` layouts have their table beside it, in pth_to_timm.ts. Conversions are pure reshapes/transposes, so float32 inputs come out
  * bit-identical.
  *
  * Shapes are checked symbolically: a letter binds to the first size seen for it, and every later use must
