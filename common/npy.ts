@@ -6,6 +6,7 @@
  * in C order whatever the file used, so callers never see the file's layout.
  */
 import { type TypedData, widenF16 } from "./safetensors.js";
+import { gatherStrided } from "./strided.js";
 import { openZip, type ZipArchive } from "./zip.js";
 
 export interface NpyArray {
@@ -92,13 +93,9 @@ export function parseNpy(bytes: Uint8Array, source: string): NpyArray {
 
   let data = toTyped(raw, kind, size, order === ">");
   if (fortranOrder && shape.length > 1) {
-    // Fortran order = C order of the reversed shape; reversing the axes gives the C-order array.
-    const reversed = [...shape].reverse();
-    data = permute(
-      data,
-      reversed,
-      reversed.map((_, i) => reversed.length - 1 - i),
-    );
+    // Fortran order: axis k steps by the product of the sizes before it.
+    const strides = shape.map((_, k) => shape.slice(0, k).reduce((a, b) => a * b, 1));
+    data = gatherStrided(data, shape, strides);
   }
   return { dtype: descr, shape, data, fortranOrder };
 }
@@ -140,36 +137,6 @@ function toTyped(raw: Uint8Array, kind: Kind, size: number, bigEndian: boolean):
     case "b1":
       return new Uint8Array(buffer, offset, n);
   }
-}
-
-/** out = src transposed so that axis k of out is axis perm[k] of src (numpy's `transpose(perm)`). */
-function permute<T extends TypedData>(src: T, shape: readonly number[], perm: readonly number[]): T {
-  const n = shape.length;
-  const strides = new Array<number>(n);
-  let s = 1;
-  for (let k = n - 1; k >= 0; k--) {
-    strides[k] = s;
-    s *= shape[k];
-  }
-  const outShape = perm.map((p) => shape[p]);
-  const step = perm.map((p) => strides[p]);
-  const out = new (src.constructor as new (len: number) => T)(src.length);
-  // Element-wise copy works for every TypedData (numbers or bigints); the cast only quiets the union type.
-  const o = out as unknown as Float64Array;
-  const i = src as unknown as Float64Array;
-  const idx = new Array<number>(n).fill(0);
-  let at = 0;
-  for (let j = 0; j < src.length; j++) {
-    o[j] = i[at];
-    for (let k = n - 1; k >= 0; k--) {
-      idx[k]++;
-      at += step[k];
-      if (idx[k] < outShape[k]) break;
-      at -= step[k] * outShape[k];
-      idx[k] = 0;
-    }
-  }
-  return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import {
   pyText,
 } from "./pickle.js";
 import { decodeValues, dtypeSize, type StDtype, type TypedData } from "./safetensors.js";
+import { gatherStrided } from "./strided.js";
 import type { ZipArchive } from "./zip.js";
 
 export class PthError extends Error {
@@ -80,7 +81,7 @@ export class TorchTensor extends PyObject {
     return this.storage.dtype;
   }
 
-  /** The values in C order: the storage itself when the tensor covers it contiguously, else a gathered copy. */
+  /** The values in C order: a view of the storage when the tensor is contiguous in it, else a gathered copy. */
   values(): TypedData {
     const src = this.storage.values();
     const n = this.shape.reduce((a, b) => a * b, 1);
@@ -90,22 +91,7 @@ export class TorchTensor extends PyObject {
     }
     if (contiguous)
       return this.offset === 0 && n === src.length ? src : src.subarray(this.offset, this.offset + n);
-    const out = new (src.constructor as new (len: number) => TypedData)(n);
-    const o = out as unknown as Float64Array; // element-wise copy; the cast only quiets the union type
-    const i = src as unknown as Float64Array;
-    const idx = new Array<number>(this.shape.length).fill(0);
-    let at = this.offset;
-    for (let j = 0; j < n; j++) {
-      o[j] = i[at];
-      for (let k = this.shape.length - 1; k >= 0; k--) {
-        idx[k]++;
-        at += this.stride[k];
-        if (idx[k] < this.shape[k]) break;
-        at -= this.stride[k] * this.shape[k];
-        idx[k] = 0;
-      }
-    }
-    return out;
+    return gatherStrided(src, this.shape, this.stride, this.offset);
   }
 }
 
