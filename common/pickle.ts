@@ -56,8 +56,8 @@ export interface PickleOptions {
   readonly globals: ReadonlyMap<string, PyGlobalHandler>;
   /** BINPERSID: resolves a persistent id (PyTorch's storages); without it persistent ids are refused. */
   readonly persistentLoad?: (pid: PyValue, fail: Fail) => PyValue;
-  /** Appended to a refusal, e.g. how to allow a global. */
-  readonly refusalHint?: string;
+  /** Appended to the refusal of a global, e.g. how to allow it. */
+  readonly refusalHint?: (global: string) => string;
 }
 
 export class PickleError extends Error {
@@ -237,7 +237,7 @@ class Machine {
     const full = `${module}.${name}`;
     const handler = this.opts.globals.get(full);
     if (handler === undefined) {
-      const hint = this.opts.refusalHint === undefined ? "" : ` (${this.opts.refusalHint})`;
+      const hint = this.opts.refusalHint === undefined ? "" : ` (${this.opts.refusalHint(full)})`;
       throw new PickleError(`refusing global ${full} at byte ${this.at}${hint}`, this.source);
     }
     return new PyGlobal(full, handler);

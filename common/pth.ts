@@ -165,9 +165,8 @@ export function readPthArchive(zip: ZipArchive, opts: PthOptions = {}): { root: 
   const root = parsePickle(zip.read(pickle), `${zip.path}: ${pickle}`, {
     globals,
     persistentLoad,
-    refusalHint:
-      "a .pth is read as tensors and plain containers only; to read such an object as inert data, " +
-      "allow it by name (--allow-global)",
+    refusalHint: (g) =>
+      `a .pth is read as tensors and plain containers only; --allow-global ${g} reads it as inert data`,
   });
   return { root, pickle };
 }

@@ -114,7 +114,7 @@ export function parsePickle(bytes: Uint8Array, file: string): PyValue {
   try {
     return parseRestricted(bytes, file, {
       globals: NUMPY_GLOBALS,
-      refusalHint: "only numpy arrays and plain data are read",
+      refusalHint: () => "only numpy arrays and plain data are read",
     });
   } catch (err) {
     if (err instanceof PickleError) throw new DataError(err.detail, file);
