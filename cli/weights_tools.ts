@@ -160,6 +160,11 @@ export async function importWeights(
   if (!(await isZip(file))) throw new WeightsError(`${file}: not an .npz or .pth (zip) archive`);
   const sourceSha256 = await fingerprintFile(file);
   const { format, timm, heads, pth } = await readForeignCheckpoint(file, opts);
+  if (opts.numHeads !== undefined && heads !== undefined && opts.numHeads !== heads) {
+    throw new WeightsError(
+      `${file}: --num-heads ${opts.numHeads}, but the attention kernels have ${heads} heads`,
+    );
+  }
   const cfg = inferConfig(timm, file, { numHeads: opts.numHeads ?? heads });
   validateWeights(timm, cfg, file);
   const tensors = new Map<string, StTensor>(
