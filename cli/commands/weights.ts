@@ -1,16 +1,10 @@
-import { Argument, type Command, InvalidArgumentError } from "commander";
+import { Argument, type Command } from "commander";
 import type { ForeignCheckpoint } from "../../worker/model/load_weights.js";
 import { describePthLayouts, PTH_LAYOUTS } from "../../worker/model/pth_to_timm.js";
 import { FETCH_PRESETS } from "../weights_tools.js";
+import { positiveInt } from "./train.js";
 
 const collect = (v: string, prev: string[]) => [...prev, v];
-
-function positiveInt(v: string, flag: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new InvalidArgumentError(`${flag} must be a positive integer, got "${v}"`);
-  return n;
-}
 
 /** The layout lines of a .pth: which state_dict was read, which others the file has, what was left out. */
 function describePth(p: NonNullable<ForeignCheckpoint["pth"]>): string {
@@ -61,9 +55,7 @@ Examples:
       collect,
       [],
     )
-    .option("--num-heads <n>", "attention heads, when the width is no timm preset's", (v) =>
-      positiveInt(v, "--num-heads"),
-    )
+    .option("--num-heads <n>", "attention heads, when the width is no timm preset's", positiveInt)
     .addHelpText(
       "after",
       `
