@@ -169,7 +169,7 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
     numHeads: cfg.num_heads,
   });
   const model: ModelSpec = { ...weights.cfg };
-  const metrics = new CoordinatorMetrics({ run: "pending" });
+  const metrics = new CoordinatorMetrics({});
   metrics.setInfo(backendName ?? "workers", infloraVersion());
   const metricsServer =
     opts.metricsPort !== undefined

@@ -76,7 +76,8 @@ const ratio = (percent: number): number => percent / 100;
 
 export class CoordinatorMetrics {
   readonly registry = new Registry();
-  private run: string;
+  /** The run `observe*` calls label; "" until the first setRun or run_started. */
+  private run = "";
   private readonly info: InfoMetric;
   /** Per run: the accuracy curves and matrix so far, to derive forgetting after every task. */
   private readonly accuracy = new Map<string, { cil: number[]; withTask: number[]; matrix: number[][] }>();
@@ -212,12 +213,15 @@ export class CoordinatorMetrics {
     "Workers that left the membership (lease lost or released)",
   );
 
-  constructor(opts: { run: string; processMetrics?: boolean }) {
-    this.run = opts.run;
+  /**
+   * Without `run`, no run's series exist until setRun() or a run_started event: a process that has not yet
+   * picked its run id must not export a placeholder run that looks like one in progress.
+   */
+  constructor(opts: { run?: string; processMetrics?: boolean }) {
     this.info = new InfoMetric(this.registry, "coordinator");
     if (opts.processMetrics ?? true) registerProcessMetrics(this.registry);
     registerTfjsMemoryMetrics(this.registry);
-    this.startRun(this.run);
+    if (opts.run !== undefined) this.startRun(opts.run);
   }
 
   setInfo(backend: string, version: string): void {

@@ -227,6 +227,16 @@ describe("CoordinatorMetrics", () => {
 });
 
 describe("CoordinatorMetrics.setRun", () => {
+  it("exports no run before the first one is set (no placeholder run that looks in progress)", async () => {
+    const m = new CoordinatorMetrics({ processMetrics: false });
+    expect(await m.registry.metrics()).not.toMatch(/^inflora_run_status\{/m);
+    m.setRun("run-a");
+    const text = await m.registry.metrics();
+    expect(text.match(/^inflora_run_status\{.*\} 1$/gm)).toEqual([
+      'inflora_run_status{run="run-a",status="running"} 1',
+    ]);
+  });
+
   it("labels restored accuracies and observations with the run set before run_started", async () => {
     const m = new CoordinatorMetrics({ run: "seed-0-run", processMetrics: false });
     m.setRun("seed-1-run");
