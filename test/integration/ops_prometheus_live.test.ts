@@ -225,6 +225,14 @@ describe("a real Prometheus scraping a real run", () => {
     expect(hasData(done)).toBe(true);
     const ended = await range(`inflora_run_finished_timestamp_seconds{run="${runId}"}`);
     expect(hasData(ended)).toBe(true);
+    // The dashboard's run-state stat: its last value maps to "finished".
+    const dashboard = JSON.parse(readFileSync(DASHBOARD, "utf8")) as { panels: Panel[] };
+    const state = panels(dashboard.panels).find((p) => p.title === "Run state") as Panel & {
+      fieldConfig: { defaults: { mappings: Array<{ options: Record<string, { text: string }> }> } };
+    };
+    const series = await range(substitute(state.targets?.[0].expr ?? ""));
+    const lastValue = series[0]?.values?.at(-1)?.[1] ?? "";
+    expect(state.fieldConfig.defaults.mappings[0].options[lastValue]?.text).toBe("finished");
     // After the linger the coordinator is gone: its target is down and its plain series are stale.
     expect(await instant('up{job="inflora-coordinator"}', end)).toMatchObject([{ value: [end, "0"] }]);
     expect(await instant(`inflora_final_accuracy_ratio{run="${runId}"}`, end)).toEqual([]);
