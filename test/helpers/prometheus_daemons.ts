@@ -78,11 +78,14 @@ export function startPrometheus(bin: string, configFile: string, dataDir: string
   );
 }
 
-/** `prometheus-pushgateway`, in memory only. */
+/**
+ * `prometheus-pushgateway`, in memory only: Debian's build persists to /var/lib/prometheus/pushgateway.data
+ * by default, which would carry groups from one test run into the next.
+ */
 export function startPushgateway(bin: string): Promise<Daemon> {
   return startDaemon(
     bin,
-    (port) => [`--web.listen-address=127.0.0.1:${port}`, "--log.level=warn"],
+    (port) => [`--web.listen-address=127.0.0.1:${port}`, "--persistence.file=", "--log.level=warn"],
     "/-/ready",
   );
 }

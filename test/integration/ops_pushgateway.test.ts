@@ -77,7 +77,7 @@ describe("pushing a run's final metrics", () => {
     }
     // Nothing of the other run leaked into a group, and no process metrics were pushed.
     for (const s of served.filter((x) => x.labels.job === PUSH_JOB))
-      expect(s.labels.run === "run-a" || s.labels.run === "run-b").toBe(true);
+      expect(s.labels.run === "run-a" || s.labels.run === "run-b", JSON.stringify(s)).toBe(true);
     expect(served.some((s) => s.labels.job === PUSH_JOB && s.name.startsWith("process_"))).toBe(false);
   });
 
