@@ -10,7 +10,7 @@ import type { ClientSecurityOptions } from "../common/grpc_security.js";
 import { log } from "../common/log.js";
 import type { WorkerEndpoint } from "../common/membership/types.js";
 import { infloraVersion } from "../common/metrics_runtime.js";
-import { serveMetrics } from "../common/metrics_server.js";
+import { DEFAULT_METRICS_LINGER_MS, lingerMetrics, serveMetrics } from "../common/metrics_server.js";
 import { connectNats, natsAuthFromEnv } from "../common/nats_connect.js";
 import type { ModelSpec } from "../common/protocol.js";
 import type { RunMetrics } from "../coordinator/evaluation.js";
@@ -18,6 +18,7 @@ import { natsEventSink } from "../coordinator/events_nats.js";
 import { natsMembership } from "../coordinator/membership/nats_membership.js";
 import { staticMembership } from "../coordinator/membership/static_membership.js";
 import { CoordinatorMetrics } from "../coordinator/metrics.js";
+import { pushRunMetrics } from "../coordinator/metrics_push.js";
 import { natsParamsBroadcast } from "../coordinator/params_broadcast.js";
 import { Trainer, type TrainerInput } from "../coordinator/trainer.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
@@ -45,6 +46,10 @@ export interface TrainOptions {
   readonly nats?: string;
   /** Serve the coordinator's Prometheus metrics on this port. */
   readonly metricsPort?: number;
+  /** After the runs, keep serving /metrics this long (ms; default DEFAULT_METRICS_LINGER_MS). */
+  readonly metricsLingerMs?: number;
+  /** Push each run's final series to this Pushgateway, grouped by run. */
+  readonly pushgateway?: string;
   /** Token file and TLS for the gRPC connections to workers. */
   readonly security?: ClientSecurityOptions;
   /** Deadline of one worker call, milliseconds (default 10 minutes). */
@@ -164,13 +169,14 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
     numHeads: cfg.num_heads,
   });
   const model: ModelSpec = { ...weights.cfg };
-  const metrics = new CoordinatorMetrics({ run: "pending" });
+  const metrics = new CoordinatorMetrics({});
   metrics.setInfo(backendName ?? "workers", infloraVersion());
   const metricsServer =
     opts.metricsPort !== undefined
       ? await serveMetrics(metrics.registry, opts.metricsPort, "0.0.0.0")
       : undefined;
   const results = new Map<number, RunMetrics>();
+  let ran = false;
   try {
     for (const seed of cfg.seeds) {
       const runDir = cfg.seeds.length > 1 ? path.join(opts.out, `seed-${seed}`) : opts.out;
@@ -213,7 +219,12 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
         }
         log.info({ seed, runDir, runId, workers: workers.describe }, "run starting");
         opts.onTrainer?.(trainer, seed);
-        results.set(seed, await trainer.run());
+        ran = true;
+        try {
+          results.set(seed, await trainer.run());
+        } finally {
+          if (opts.pushgateway) await pushFinal(opts.pushgateway, metrics, runId);
+        }
       } finally {
         await workers.pool.close();
         await workers.stop();
@@ -222,7 +233,19 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
       }
     }
   } finally {
+    // Finished or failed, the last values must be scraped before the endpoint goes away.
+    if (ran) await lingerMetrics(metricsServer, opts.metricsLingerMs ?? DEFAULT_METRICS_LINGER_MS);
     await metricsServer?.close();
   }
   return results;
+}
+
+/** A failed push is logged, not thrown: the run's results are on disk either way. */
+async function pushFinal(url: string, metrics: CoordinatorMetrics, runId: string): Promise<void> {
+  try {
+    await pushRunMetrics(url, metrics, runId);
+    log.info({ pushgateway: url, run: runId }, "pushed the run's final metrics");
+  } catch (err) {
+    log.error({ err }, (err as Error).message);
+  }
 }

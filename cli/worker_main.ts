@@ -6,7 +6,7 @@
 import os from "node:os";
 import { log } from "../common/log.js";
 import { infloraVersion } from "../common/metrics_runtime.js";
-import { serveMetrics } from "../common/metrics_server.js";
+import { DEFAULT_METRICS_LINGER_MS, lingerMetrics, serveMetrics } from "../common/metrics_server.js";
 import { connectNats, natsAuthFromEnv } from "../common/nats_connect.js";
 import { WorkerMetrics } from "../worker/metrics.js";
 import { holdLease } from "../worker/nats_lease.js";
@@ -23,6 +23,8 @@ export interface WorkerCommandOptions {
   readonly tlsClientCa?: string;
   readonly dataThreads?: number;
   readonly metricsPort?: number;
+  /** After a SIGTERM/SIGINT shutdown, serve the final counters this long (ms). */
+  readonly metricsLinger?: number;
   readonly nats?: string;
   readonly advertise?: string;
   readonly leaseMs?: number;
@@ -84,6 +86,12 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
         }
       },
     });
+    // Told to stop (not orphaned by a vanished coordinator): let Prometheus scrape the final counters.
+    if (!abort.signal.aborted) {
+      await stopLease?.().catch(() => {});
+      stopLease = undefined;
+      await lingerMetrics(metricsServer, o.metricsLinger ?? DEFAULT_METRICS_LINGER_MS);
+    }
   } finally {
     await stopLease?.().catch(() => {});
     await paramsFeed?.close();

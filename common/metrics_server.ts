@@ -7,6 +7,13 @@ import type { AddressInfo } from "node:net";
 import type { Registry } from "prom-client";
 import { log } from "./log.js";
 
+/**
+ * How long a process keeps serving /metrics after its work is done, unless told otherwise: two scrape
+ * intervals of the shipped configs (15 s in deploy/prometheus/prometheus.yml and the k8s monitors), so
+ * the final values are scraped even when one scrape fails. A unit test ties the two together.
+ */
+export const DEFAULT_METRICS_LINGER_MS = 30_000;
+
 export interface MetricsServer {
   /** The bound port (the requested one, or the one the OS picked for port 0). */
   readonly port: number;
@@ -43,6 +50,27 @@ export async function serveMetrics(registry: Registry, port: number, host?: stri
       return closing;
     },
   };
+}
+
+/**
+ * Keeps the process alive for `ms` after its work, so Prometheus scrapes the final values (finished
+ * phase, last accuracies, final counters) before the endpoint goes away. SIGTERM or SIGINT ends the wait
+ * early: an operator who stops the process during the linger is not kept waiting.
+ */
+export async function lingerMetrics(server: MetricsServer | undefined, ms: number): Promise<void> {
+  if (!server || ms <= 0) return;
+  log.info({ port: server.port, seconds: ms / 1000 }, "serving the final metrics before exiting");
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      process.off("SIGTERM", done);
+      process.off("SIGINT", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    process.once("SIGTERM", done);
+    process.once("SIGINT", done);
+  });
 }
 
 async function handle(registry: Registry, req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -5,7 +5,7 @@
  * explicit `observe*` calls. Accuracies are exported as ratios (percent / 100), durations in seconds.
  */
 import { readFileSync } from "node:fs";
-import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Metric, Registry } from "prom-client";
 import {
   InfoMetric,
   METRIC_PREFIX as P,
@@ -20,7 +20,17 @@ export type AllReduceKind = "gradients" | "covariance";
 export type LinalgKind = "design" | "dualgpm";
 export type RunStatus = "running" | "finished" | "failed";
 
-const PHASES = ["COVARIANCE_PRE", "DESIGN", "TRAIN", "COVARIANCE_POST", "DUALGPM", "EVAL", "CHECKPOINT"];
+/** The trainer's phases; `DONE` is set by run_finished (the trainer emits no phase_started for it). */
+const PHASES = [
+  "COVARIANCE_PRE",
+  "DESIGN",
+  "TRAIN",
+  "COVARIANCE_POST",
+  "DUALGPM",
+  "EVAL",
+  "CHECKPOINT",
+  "DONE",
+];
 const STATUSES: readonly RunStatus[] = ["running", "finished", "failed"];
 const EVENT_NAMES: readonly EventName[] = [
   "run_started",
@@ -66,7 +76,8 @@ const ratio = (percent: number): number => percent / 100;
 
 export class CoordinatorMetrics {
   readonly registry = new Registry();
-  private run: string;
+  /** The run `observe*` calls label; "" until the first setRun or run_started. */
+  private run = "";
   private readonly info: InfoMetric;
   /** Per run: the accuracy curves and matrix so far, to derive forgetting after every task. */
   private readonly accuracy = new Map<string, { cil: number[]; withTask: number[]; matrix: number[][] }>();
@@ -91,6 +102,10 @@ export class CoordinatorMetrics {
   private readonly currentEpoch = this.gauge("current_epoch", "Index (0-based) of the epoch in progress");
   private readonly taskEpochs = this.gauge("task_epochs", "Epochs of the task in progress");
   private readonly phase = this.gauge("phase", "1 for the phase in progress, 0 for the others", ["phase"]);
+  private readonly ended = this.gauge(
+    "run_finished_timestamp_seconds",
+    "Unix time the run ended (run_status says whether it finished or failed); absent while it runs",
+  );
   private readonly lastProgress = this.gauge(
     "last_progress_timestamp_seconds",
     "Unix time of the last training step, reduce, SVD or run event: what the no-progress alert watches",
@@ -198,12 +213,15 @@ export class CoordinatorMetrics {
     "Workers that left the membership (lease lost or released)",
   );
 
-  constructor(opts: { run: string; processMetrics?: boolean }) {
-    this.run = opts.run;
+  /**
+   * Without `run`, no run's series exist until setRun() or a run_started event: a process that has not yet
+   * picked its run id must not export a placeholder run that looks like one in progress.
+   */
+  constructor(opts: { run?: string; processMetrics?: boolean }) {
     this.info = new InfoMetric(this.registry, "coordinator");
     if (opts.processMetrics ?? true) registerProcessMetrics(this.registry);
     registerTfjsMemoryMetrics(this.registry);
-    this.startRun(this.run);
+    if (opts.run !== undefined) this.startRun(opts.run);
   }
 
   setInfo(backend: string, version: string): void {
@@ -217,6 +235,30 @@ export class CoordinatorMetrics {
    */
   setRun(run: string): void {
     if (run !== this.run) this.startRun(run);
+  }
+
+  /**
+   * A registry that shows only `run`'s series (and the info metric): what `--pushgateway` pushes under the
+   * grouping key `run`. The Pushgateway stamps the grouping labels on every pushed sample, so another
+   * run's series in the same push would collide with this run's.
+   */
+  runRegistry(run: string): Registry {
+    const view = new Registry();
+    for (const { name } of this.registry.getMetricsAsArray()) {
+      const metric = this.registry.getSingleMetric(name);
+      if (!metric || !name.startsWith(P)) continue;
+      const keep = name === `${P}info` ? () => true : (labels: { run?: unknown }) => labels.run === run;
+      // A read-through view: prom-client renders whatever `get()` returns, so no series is copied.
+      const filtered = {
+        name,
+        get: async () => {
+          const m = await metric.get();
+          return { ...m, values: m.values.filter((v) => keep(v.labels)) };
+        },
+      };
+      view.registerMetric(filtered as unknown as Metric);
+    }
+    return view;
   }
 
   /** For `EventLog.addSink`: never throws, so a metrics bug cannot stop a run. */
@@ -332,6 +374,7 @@ export class CoordinatorMetrics {
         return;
       case "run_failed":
         this.setStatus(run, "failed");
+        this.ended.set(r, Date.now() / 1000);
         return;
       case "worker_joined":
       case "worker_failed":
@@ -381,7 +424,8 @@ export class CoordinatorMetrics {
   private onRunFinished(run: string, e: RunEvent): void {
     const r = { run };
     this.setStatus(run, "finished");
-    for (const p of PHASES) this.phase.set({ run, phase: p }, 0);
+    for (const p of PHASES) this.phase.set({ run, phase: p }, p === "DONE" ? 1 : 0);
+    this.ended.set(r, Date.now() / 1000);
     const pairs: Array<[Gauge<string>, unknown]> = [
       [this.final, e.final_accuracy],
       [this.average, e.average_accuracy],

@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
+import { DurationError, parseDuration } from "../../common/duration.js";
 import { log } from "../../common/log.js";
 import { BACKEND_NAMES } from "../../worker/backend_names.js";
 
@@ -6,6 +7,16 @@ function wholeNumber(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected a whole number ≥ 0");
   return n;
+}
+
+/** A `--metrics-linger` value: a Prometheus-style duration, as milliseconds. */
+export function duration(value: string): number {
+  try {
+    return parseDuration(value);
+  } catch (err) {
+    if (err instanceof DurationError) throw new InvalidArgumentError(err.message);
+    throw err;
+  }
 }
 
 export function positiveInt(value: string): number {
@@ -22,6 +33,8 @@ interface TrainCliOptions {
   worker?: string[];
   nats?: string;
   metricsPort?: number;
+  metricsLinger?: number;
+  pushgateway?: string;
   tokenFile?: string;
   tlsCa?: string;
   tlsCert?: string;
@@ -44,6 +57,15 @@ function withRunOptions(cmd: Command): Command {
     .option("--worker <host:port>", "use a running worker (repeat for several)", collect)
     .option("--nats <url>", "discover workers through NATS leases and publish run events to JetStream")
     .option("--metrics-port <port>", "serve the coordinator's Prometheus metrics on this port", positiveInt)
+    .option(
+      "--metrics-linger <duration>",
+      "after the run, keep serving /metrics this long so the final values are scraped (default 30s)",
+      duration,
+    )
+    .option(
+      "--pushgateway <url>",
+      "push each run's final metrics to this Prometheus Pushgateway (job inflora, grouped by run)",
+    )
     .option("--token-file <file>", "bearer token for the workers (else $INFLORA_TOKEN)")
     .option("--tls-ca <file>", "PEM CA that signed the workers' certificates (enables TLS)")
     .option("--tls-cert <file>", "PEM client certificate for mutual TLS (with --tls-key)")
@@ -77,6 +99,8 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
     workerAddresses: o.worker,
     nats: o.nats,
     metricsPort: o.metricsPort,
+    metricsLingerMs: o.metricsLinger,
+    pushgateway: o.pushgateway,
     security: { tokenFile: o.tokenFile, tls },
     callTimeoutMs: o.workerTimeout !== undefined ? o.workerTimeout * 1000 : undefined,
     transportThreads: o.transportThreads,

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { Option } from "commander";
 import { BACKEND_NAMES } from "../../worker/backend_names.js";
-import { positiveInt } from "./train.js";
+import { duration, positiveInt } from "./train.js";
 
 export function registerWorker(program: Command): void {
   program
@@ -23,6 +23,11 @@ export function registerWorker(program: Command): void {
     .option("--tls-client-ca <file>", "PEM CA bundle: require client certificates (mutual TLS)")
     .option("--data-threads <n>", "image decoding threads (default: all cores)", (v) => Number(v))
     .option("--metrics-port <port>", "serve Prometheus metrics on this port", positiveInt)
+    .option(
+      "--metrics-linger <duration>",
+      "after SIGTERM/SIGINT, keep serving the final counters on /metrics this long (default 30s)",
+      duration,
+    )
     .option("--nats <url>", "register in the NATS worker bucket with a lease (discovery by the coordinator)")
     .option("--advertise <host:port>", "address the coordinator should dial (default: the listen address)")
     .option("--lease-ms <ms>", "NATS lease time (default 10000)", positiveInt)

@@ -45,7 +45,7 @@ function findNatsServer(): string {
   throw new Error("nats-server is not installed: apt-get install nats-server");
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once("error", reject);

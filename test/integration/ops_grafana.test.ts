@@ -17,6 +17,8 @@ interface Panel {
   type: string;
   targets?: Array<{ expr?: string }>;
   panels?: Panel[];
+  transformations?: Array<{ id: string; options: Record<string, unknown> }>;
+  fieldConfig?: { defaults?: { mappings?: Array<{ options: Record<string, { text: string }> }> } };
 }
 
 function allPanels(panels: Panel[]): Panel[] {
@@ -69,6 +71,21 @@ describe("Grafana dashboard", () => {
     }
     const matrix = panels.find((p) => p.title?.startsWith("Accuracy matrix"));
     expect(matrix?.type).toBe("table");
+    // Rows: the task just trained (after_task); columns: the task evaluated.
+    const grouping = matrix?.transformations?.find((t) => t.id === "groupingToMatrix");
+    expect(grouping?.options).toMatchObject({
+      rowField: "after_task",
+      columnField: "task",
+      valueField: "Value",
+    });
+    // The run's state as a word: each status value maps to its name.
+    const state = panels.find((p) => p.title === "Run state");
+    expect(state?.type).toBe("stat");
+    expect(state?.targets?.[0].expr).toContain("inflora_run_status");
+    const words = Object.values(state?.fieldConfig?.defaults?.mappings?.[0]?.options ?? {}).map(
+      (o) => o.text,
+    );
+    expect(words.sort()).toEqual(["failed", "finished", "running"]);
   });
 
   it("queries only metrics the trainer exports", async () => {

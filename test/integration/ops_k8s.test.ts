@@ -11,10 +11,11 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseAllDocuments } from "yaml";
 import { loadConfig } from "../../common/config.js";
+import { DEFAULT_METRICS_LINGER_MS } from "../../common/metrics_server.js";
 import { kustomizeCommand, run } from "./ops_tools.js";
 
 const ROOT = path.join(import.meta.dirname, "../..");
-const OVERLAYS = ["cpu", "gpu", "imagenet-r"] as const;
+const OVERLAYS = ["cpu", "gpu", "imagenet-r", "gpu-pushgateway"] as const;
 
 // biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML
 type Obj = Record<string, any>;
@@ -33,6 +34,7 @@ const MODELS: Record<string, { module: string; type: string }> = {
     type: "IPersistentVolumeClaim",
   },
   "v1/Pod": { module: "kubernetes-models/v1/Pod", type: "IPod" },
+  "apps/v1/Deployment": { module: "kubernetes-models/apps/v1/Deployment", type: "IDeployment" },
   "apps/v1/StatefulSet": { module: "kubernetes-models/apps/v1/StatefulSet", type: "IStatefulSet" },
   "batch/v1/Job": { module: "kubernetes-models/batch/v1/Job", type: "IJob" },
   "networking.k8s.io/v1/NetworkPolicy": {
@@ -196,7 +198,7 @@ describe("Kubernetes manifests", () => {
       const list = objects(overlay);
       const job = find(list, "Job", "inflora-coordinator");
       const c = container(job, "coordinator");
-      expect(c.args).toEqual([
+      expect(c.args.slice(0, 10)).toEqual([
         "train",
         "--config",
         "/etc/inflora/config.json",
@@ -208,6 +210,9 @@ describe("Kubernetes manifests", () => {
         "9464",
         "--resume",
       ]);
+      expect(c.args.slice(10)).toEqual(
+        overlay === "gpu-pushgateway" ? ["--pushgateway", "http://inflora-pushgateway:9091"] : [],
+      );
       expect(job.spec.template.spec.restartPolicy).toBe("Never");
       expect(job.spec.podFailurePolicy.rules[0]).toMatchObject({
         action: "FailJob",
@@ -226,7 +231,7 @@ describe("Kubernetes manifests", () => {
 
   it("has Prometheus operator objects that select the pods and Service they mean (gpu, imagenet-r)", () => {
     expect(objects("cpu").filter((o) => o.apiVersion.startsWith("monitoring.coreos.com"))).toEqual([]);
-    for (const overlay of ["gpu", "imagenet-r"]) {
+    for (const overlay of ["gpu", "imagenet-r", "gpu-pushgateway"]) {
       const list = objects(overlay);
       const pm = find(list, "PodMonitor", "inflora-workers");
       const workerLabels = find(list, "Job", "inflora-worker").spec.template.metadata.labels;
@@ -240,6 +245,36 @@ describe("Kubernetes manifests", () => {
       expect(dashboard.metadata.labels.grafana_dashboard).toBe("1");
       JSON.parse(dashboard.data["inflora-run.json"]);
     }
+  });
+
+  it("gives a stopping worker time to finish its calls and serve its final counters for the default linger", () => {
+    // The worker's shutdown: in-flight calls get up to 30 s (runWorkerServer), then the metrics linger.
+    const needed = 30 + DEFAULT_METRICS_LINGER_MS / 1000;
+    for (const overlay of OVERLAYS) {
+      const pod = find(objects(overlay), "Job", "inflora-worker").spec.template.spec;
+      expect(pod.terminationGracePeriodSeconds, overlay).toBeGreaterThan(needed);
+    }
+  });
+
+  it("can include a Pushgateway that the coordinator pushes to and Prometheus scrapes with honor_labels", () => {
+    const list = objects("gpu-pushgateway");
+    const svc = find(list, "Service", "inflora-pushgateway");
+    const deploy = find(list, "Deployment", "inflora-pushgateway");
+    const podLabels = deploy.spec.template.metadata.labels;
+    for (const [k, v] of Object.entries(svc.spec.selector)) expect(podLabels[k]).toBe(v);
+    const port = deploy.spec.template.spec.containers[0].ports[0];
+    expect(svc.spec.ports[0]).toMatchObject({ port: port.containerPort, targetPort: port.name });
+    const args = container(find(list, "Job", "inflora-coordinator"), "coordinator").args as string[];
+    const url = new URL(args[args.indexOf("--pushgateway") + 1]);
+    expect([url.hostname, Number(url.port)]).toEqual([svc.metadata.name, svc.spec.ports[0].port]);
+    const sm = find(list, "ServiceMonitor", "inflora-pushgateway");
+    for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata.labels[k]).toBe(v);
+    expect(sm.spec.endpoints[0]).toMatchObject({ port: "http", honorLabels: true });
+    for (const overlay of ["cpu", "gpu", "imagenet-r"])
+      expect(
+        objects(overlay).some((o) => o.metadata.name === "inflora-pushgateway"),
+        overlay,
+      ).toBe(false);
   });
 
   it("ships run configs the trainer accepts; ImageNet-R is the reference's 10-task config", () => {

@@ -30,11 +30,16 @@ function findOnPath(name: string): string | undefined {
   return undefined;
 }
 
-export function promtool(): string {
-  const bin = findOnPath("promtool");
-  if (!bin) throw new Error("promtool is not installed: apt-get install -y prometheus");
+/** The path of `name`, or an error naming the Debian package that installs it. */
+function tool(name: string, debianPackage: string): string {
+  const bin = findOnPath(name);
+  if (!bin) throw new Error(`${name} is not installed: apt-get install -y ${debianPackage}`);
   return bin;
 }
+
+export const promtool = (): string => tool("promtool", "prometheus");
+export const prometheus = (): string => tool("prometheus", "prometheus");
+export const pushgateway = (): string => tool("prometheus-pushgateway", "prometheus-pushgateway");
 
 /** `kustomize build DIR` or `kubectl kustomize DIR`, whichever is installed (kustomize v2.0.3 or later). */
 export function kustomizeCommand(): { bin: string; args: (dir: string) => string[] } {

@@ -153,6 +153,52 @@ describe("CoordinatorMetrics", () => {
     expect(text.match(/^inflora_info\{/gm)).toHaveLength(1);
   });
 
+  it("says a finished run is over: phase DONE, status finished, an end timestamp", async () => {
+    const m = new CoordinatorMetrics({ run: "run-a", processMetrics: false });
+    const ev = feeder(m);
+    ev("run_started", { seed: 0, tasks: 1, resumed_at_task: 0 });
+    ev("phase_started", { task: 0, phase: "CHECKPOINT" });
+    expect(await value(m, "inflora_run_finished_timestamp_seconds")).toBeUndefined();
+    const before = Date.now() / 1000;
+    ev("run_finished", { final_accuracy: 50, average_accuracy: 50, forgetting: null, bwt: null });
+    expect(await value(m, "inflora_phase", { phase: "DONE" })).toBe(1);
+    expect(await value(m, "inflora_phase", { phase: "CHECKPOINT" })).toBe(0);
+    expect(await value(m, "inflora_run_status", { status: "finished" })).toBe(1);
+    const ended = (await value(m, "inflora_run_finished_timestamp_seconds")) ?? 0;
+    expect(ended).toBeGreaterThanOrEqual(before - 1);
+    expect(ended).toBeLessThanOrEqual(Date.now() / 1000 + 1);
+  });
+
+  it("says a failed run failed, in the phase it failed in, with an end timestamp", async () => {
+    const m = new CoordinatorMetrics({ run: "run-a", processMetrics: false });
+    const ev = feeder(m);
+    ev("run_started", { seed: 0, tasks: 2, resumed_at_task: 0 });
+    ev("phase_started", { task: 0, phase: "TRAIN" });
+    ev("run_failed", { task: 0, phase: "TRAIN", error: "no worker" });
+    expect(await value(m, "inflora_run_status", { status: "failed" })).toBe(1);
+    expect(await value(m, "inflora_run_status", { status: "running" })).toBe(0);
+    expect(await value(m, "inflora_phase", { phase: "TRAIN" })).toBe(1);
+    expect(await value(m, "inflora_phase", { phase: "DONE" })).toBe(0);
+    expect(await value(m, "inflora_run_finished_timestamp_seconds")).toBeGreaterThan(0);
+  });
+
+  it("shows one run's series (and the info metric) in runRegistry, for the Pushgateway", async () => {
+    const m = new CoordinatorMetrics({ run: "seed-0-run" });
+    m.setInfo("blas", "1.2.3");
+    feeder(m, "seed-0-run")("task_finished", { task: 0, cil: 50, with_task: 50, accuracy_row: [50] });
+    feeder(m, "seed-1-run")("run_started", { seed: 1, tasks: 1 });
+    feeder(m, "seed-1-run")("task_finished", { task: 0, cil: 60, with_task: 60, accuracy_row: [60] });
+    m.observeStep(0.1, 1, 8);
+    const text = await m.runRegistry("seed-1-run").metrics();
+    expect(text).toContain('inflora_task_accuracy_ratio{run="seed-1-run",after_task="0",task="0"} 0.6');
+    expect(text).toContain('inflora_step_duration_seconds_bucket{le="0.25",run="seed-1-run"} 1');
+    expect(text).toContain('inflora_info{role="coordinator",backend="blas",version="1.2.3"} 1');
+    expect(text).not.toContain("seed-0-run");
+    expect(text).not.toMatch(/^(process|nodejs)_/m);
+    // The full registry still has both runs.
+    expect(await m.registry.metrics()).toContain("seed-0-run");
+  });
+
   it("never throws from the event sink", () => {
     const m = new CoordinatorMetrics({ run: "run-a", processMetrics: false });
     expect(() =>
@@ -181,6 +227,16 @@ describe("CoordinatorMetrics", () => {
 });
 
 describe("CoordinatorMetrics.setRun", () => {
+  it("exports no run before the first one is set (no placeholder run that looks in progress)", async () => {
+    const m = new CoordinatorMetrics({ processMetrics: false });
+    expect(await m.registry.metrics()).not.toMatch(/^inflora_run_status\{/m);
+    m.setRun("run-a");
+    const text = await m.registry.metrics();
+    expect(text.match(/^inflora_run_status\{.*\} 1$/gm)).toEqual([
+      'inflora_run_status{run="run-a",status="running"} 1',
+    ]);
+  });
+
   it("labels restored accuracies and observations with the run set before run_started", async () => {
     const m = new CoordinatorMetrics({ run: "seed-0-run", processMetrics: false });
     m.setRun("seed-1-run");
