@@ -127,11 +127,13 @@ export function channelCredentials(tls: ClientTlsOptions | undefined): ChannelCr
   if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
     throw new SecurityConfigError("client TLS: give both a certificate file and a key file, or neither");
   }
-  // Without a CA file Node's bundled roots apply.
+  // Without a CA file, the roots grpc-js would use: $GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, else Node's own.
+  const caFile = tls.caFile ?? (process.env.GRPC_DEFAULT_SSL_ROOTS_FILE_PATH || undefined);
   const context = createSecureContext({
-    ca: tls.caFile === undefined ? undefined : readPem(tls.caFile, "CA bundle"),
+    ca: caFile === undefined ? undefined : readPem(caFile, "CA bundle"),
     key: tls.keyFile === undefined ? undefined : readPem(tls.keyFile, "client key"),
     cert: tls.certFile === undefined ? undefined : readPem(tls.certFile, "client certificate"),
+    ciphers: process.env.GRPC_SSL_CIPHER_SUITES || undefined,
   });
   return new TlsChannelCredentials(context, tls.serverName || undefined);
 }
