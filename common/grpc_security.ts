@@ -5,6 +5,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
 import {
   CallCredentials,
   type ChannelCredentials,
@@ -16,6 +17,7 @@ import {
   type ServerInterceptor,
   status,
 } from "@grpc/grpc-js";
+import { TlsChannelCredentials } from "./grpc_tls_credentials.js";
 
 export const TOKEN_ENV = "INFLORA_TOKEN";
 const AUTHORIZATION = "authorization";
@@ -45,7 +47,10 @@ export interface ClientTlsOptions {
   /** Client certificate and key, for servers that require mutual TLS. */
   readonly certFile?: string;
   readonly keyFile?: string;
-  /** Name to verify the server certificate against when it differs from the address's host. */
+  /**
+   * Name (sent as SNI) or IP address (not sent) to verify the server certificate against when it differs
+   * from the address's host.
+   */
   readonly serverName?: string;
 }
 
@@ -122,17 +127,25 @@ export function channelCredentials(tls: ClientTlsOptions | undefined): ChannelCr
   if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
     throw new SecurityConfigError("client TLS: give both a certificate file and a key file, or neither");
   }
-  return credentials.createSsl(
-    tls.caFile === undefined ? null : readPem(tls.caFile, "CA bundle"),
-    tls.keyFile === undefined ? null : readPem(tls.keyFile, "client key"),
-    tls.certFile === undefined ? null : readPem(tls.certFile, "client certificate"),
-  );
+  // Without a CA file, the roots grpc-js would use: $GRPC_DEFAULT_SSL_ROOTS_FILE_PATH, else Node's own.
+  const caFile = tls.caFile ?? (process.env.GRPC_DEFAULT_SSL_ROOTS_FILE_PATH || undefined);
+  const context = createSecureContext({
+    ca: caFile === undefined ? undefined : readPem(caFile, "CA bundle"),
+    key: tls.keyFile === undefined ? undefined : readPem(tls.keyFile, "client key"),
+    cert: tls.certFile === undefined ? undefined : readPem(tls.certFile, "client certificate"),
+    ciphers: process.env.GRPC_SSL_CIPHER_SUITES || undefined,
+  });
+  return new TlsChannelCredentials(context, tls.serverName || undefined);
 }
 
-/** Channel options that make TLS verify the server certificate against `serverName`. */
+/**
+ * Channel options for TLS: the `:authority` of every call names `serverName` when set. Verification and SNI
+ * are the credentials' job (common/grpc_tls_credentials.ts), not `grpc.ssl_target_name_override`, which
+ * grpc-js would send as SNI even when it is an IP.
+ */
 export function tlsChannelOptions(tls: ClientTlsOptions | undefined): ChannelOptions {
   if (!tls?.serverName) return {};
-  return { "grpc.ssl_target_name_override": tls.serverName, "grpc.default_authority": tls.serverName };
+  return { "grpc.default_authority": tls.serverName };
 }
 
 /**

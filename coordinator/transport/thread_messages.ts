@@ -113,14 +113,16 @@ export function deserializeError(e: SerializedError): Error {
 /**
  * The ArrayBuffers under the typed arrays of a result, once each: moved, not copied, to the main thread.
  * Only buffers that nothing else in the thread uses qualify: the transport's decoded replies and the
- * gRPC message buffers its gradients are read from in place — but not Node's shared pool, from which
- * small Buffers (under half of Buffer.poolSize) are cut: moving it would break every later small
- * allocation. Pool slabs are Buffer.poolSize long; small arrays are cheap to copy anyway.
+ * gRPC message buffers its gradients are read from in place — but never Node's shared Buffer pool, from
+ * which Buffer.allocUnsafe, Buffer.from and Buffer.concat (so gRPC's smaller messages) cut every Buffer
+ * shorter than half of Buffer.poolSize: moving it would break every later small allocation. The test is
+ * that documented rule, not the pool's own size, which differs between Node lines. Arrays shorter than
+ * that are cheap to copy anyway.
  */
 export function transferablesOf(value: unknown, out = new Set<ArrayBuffer>()): ArrayBuffer[] {
   if (ArrayBuffer.isView(value)) {
     const buffer = value.buffer;
-    if (buffer instanceof ArrayBuffer && buffer.byteLength > Buffer.poolSize) out.add(buffer);
+    if (buffer instanceof ArrayBuffer && value.byteLength >= Buffer.poolSize >>> 1) out.add(buffer);
   } else if (Array.isArray(value)) {
     for (const v of value) transferablesOf(v, out);
   } else if (value !== null && typeof value === "object") {

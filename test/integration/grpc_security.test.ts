@@ -1,15 +1,18 @@
 /**
  * Issue 4 part 7 on real gRPC: the bearer token (missing / wrong → UNAUTHENTICATED, health reachable
  * without it), the loopback-only rule without a token, the token file, TLS and mutual TLS with certificates
- * made by the openssl CLI.
+ * made by the openssl CLI. Issue 14: a worker reached by IP verifies against the certificate's IP SAN alone,
+ * with no SNI (Node 26 refuses an IP as TLS server name).
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { credentials, status } from "@grpc/grpc-js";
+import { createServer as createTlsServer } from "node:tls";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SecurityConfigError } from "../../common/grpc_security.js";
+import { channelCredentials, SecurityConfigError } from "../../common/grpc_security.js";
 import { GrpcWorkerClient, WorkerRpcError } from "../../coordinator/transport/grpc_client.js";
 import { serveWorker, type WorkerServerHandle } from "../../worker/grpc_server.js";
 import { FakeWorker, healthCheck, rejection, setupRequest, TOKEN } from "./grpc_helpers.js";
@@ -111,7 +114,11 @@ describe("loopback rule", () => {
   });
 });
 
-/** A throwaway CA, a server certificate for 127.0.0.1/localhost, and client certificates. */
+/**
+ * A throwaway CA, a server certificate for 127.0.0.1/localhost, server certificates with only an IP SAN (as
+ * `kubectl`-made certificates for pod IPs have) for 127.0.0.1 and for another address, and client
+ * certificates.
+ */
 function makeCertificates(): Record<string, string> {
   const probe = spawnSync("openssl", ["version"], { encoding: "utf8" });
   if (probe.error || probe.status !== 0) {
@@ -167,12 +174,18 @@ function makeCertificates(): Record<string, string> {
   ca("test-ca");
   ca("other-ca");
   leaf("server", "test-ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n");
+  leaf("ip-only", "test-ca", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n");
+  leaf("other-ip", "test-ca", "subjectAltName=IP:10.9.8.7\nextendedKeyUsage=serverAuth\n");
   leaf("client", "test-ca", "extendedKeyUsage=clientAuth\n");
   leaf("intruder", "other-ca", "extendedKeyUsage=clientAuth\n");
   return {
     ca: f("test-ca.crt"),
     serverCert: f("server.crt"),
     serverKey: f("server.key"),
+    ipOnlyCert: f("ip-only.crt"),
+    ipOnlyKey: f("ip-only.key"),
+    otherIpCert: f("other-ip.crt"),
+    otherIpKey: f("other-ip.key"),
     clientCert: f("client.crt"),
     clientKey: f("client.key"),
     intruderCert: f("intruder.crt"),
@@ -207,9 +220,7 @@ describe("TLS", () => {
     expect([status.UNAVAILABLE, status.DEADLINE_EXCEEDED, status.INTERNAL]).toContain(
       (plain as WorkerRpcError).code,
     );
-    expect(await healthCheck(server.address, "", credentials.createSsl(readFileSync(pem.ca)))).toBe(
-      "SERVING",
-    );
+    expect(await healthCheck(server.address, "", channelCredentials({ caFile: pem.ca }))).toBe("SERVING");
   });
 
   it("requires a client certificate from the client CA under mutual TLS", async () => {
@@ -237,6 +248,92 @@ describe("TLS", () => {
       expect(refused, JSON.stringify(tls)).toBeInstanceOf(WorkerRpcError);
       expect([status.UNAVAILABLE, status.DEADLINE_EXCEEDED]).toContain((refused as WorkerRpcError).code);
     }
+  });
+
+  it("verifies a worker reached by IP against a certificate with only that IP as SAN", async () => {
+    const server = await serve({
+      listen: "127.0.0.1:0",
+      security: { token: TOKEN, tls: { certFile: pem.ipOnlyCert, keyFile: pem.ipOnlyKey } },
+    });
+    const byIp = client({ address: server.address, security: { token: TOKEN, tls: { caFile: pem.ca } } });
+    expect((await byIp.setup(setupRequest(8, 2))).workerId).toBe("fake-worker");
+    // An IP given as the name to verify (the certificate's IP, reached under another host name).
+    const named = client({
+      address: `localhost:${server.port}`,
+      security: { token: TOKEN, tls: { caFile: pem.ca, serverName: "127.0.0.1" } },
+    });
+    expect((await named.setup(setupRequest(8, 2))).workerId).toBe("fake-worker");
+    // The same certificate does not vouch for a DNS name: an IP SAN matches only its IP.
+    const byName = await rejection(
+      client({
+        address: `localhost:${server.port}`,
+        security: { token: TOKEN, tls: { caFile: pem.ca } },
+        deadlineMs: 3000,
+      }).setup(setupRequest(8, 2)),
+    );
+    expect(byName).toMatchObject({ code: status.UNAVAILABLE });
+    expect(byName.message).toContain("localhost");
+  });
+
+  it("refuses a worker whose certificate is for another IP, naming the mismatch", async () => {
+    const worker = new FakeWorker();
+    const server = await serve(
+      {
+        listen: "127.0.0.1:0",
+        security: { token: TOKEN, tls: { certFile: pem.otherIpCert, keyFile: pem.otherIpKey } },
+      },
+      worker,
+    );
+    for (const tls of [{ caFile: pem.ca }, { caFile: pem.ca, serverName: "10.9.8.6" }]) {
+      const refused = await rejection(
+        client({ address: server.address, security: { token: TOKEN, tls }, deadlineMs: 3000 }).setup(
+          setupRequest(8, 2),
+        ),
+      );
+      expect(refused, JSON.stringify(tls)).toBeInstanceOf(WorkerRpcError);
+      expect(refused).toMatchObject({ code: status.UNAVAILABLE });
+      expect(refused.message).toMatch(/IP: 10\.9\.8\.6|IP: 127\.0\.0\.1/);
+      expect(refused.message).toContain("is not in the cert's list");
+    }
+    expect(worker.calls).toEqual([]);
+    // Told to expect that IP, the client accepts it: the refusal above was the name check, not the chain.
+    const asNamed = client({
+      address: server.address,
+      security: { token: TOKEN, tls: { caFile: pem.ca, serverName: "10.9.8.7" } },
+    });
+    expect((await asNamed.setup(setupRequest(8, 2))).workerId).toBe("fake-worker");
+  });
+
+  it("sends no SNI for an IP target or IP server name, and the DNS name for a named one", async () => {
+    // The server names each handshake carried (false: none), seen by a bare TLS server that then hangs up;
+    // one server per case, so a late retry of one client cannot count for the next.
+    const serverNames = async (host: string, serverName?: string) => {
+      const seen: (string | false | null)[] = [];
+      const tlsServer = createTlsServer({
+        cert: readFileSync(pem.serverCert),
+        key: readFileSync(pem.serverKey),
+        ALPNProtocols: ["h2"],
+      });
+      const first = new Promise<void>((resolve) =>
+        tlsServer.on("secureConnection", (socket) => {
+          seen.push(socket.servername);
+          socket.destroy();
+          resolve();
+        }),
+      );
+      await new Promise<void>((resolve) => tlsServer.listen(0, "127.0.0.1", resolve));
+      const { port } = tlsServer.address() as AddressInfo;
+      const c = client({ address: `${host}:${port}`, security: { tls: { caFile: pem.ca, serverName } } });
+      c.waitForReady(5000).catch(() => {});
+      await first;
+      await c.close();
+      await new Promise((resolve) => tlsServer.close(resolve));
+      return [...new Set(seen)];
+    };
+    expect(await serverNames("127.0.0.1")).toEqual([false]);
+    expect(await serverNames("localhost", "127.0.0.1")).toEqual([false]);
+    expect(await serverNames("localhost")).toEqual(["localhost"]);
+    expect(await serverNames("127.0.0.1", "localhost")).toEqual(["localhost"]);
   });
 
   it("names the file when a certificate cannot be read", async () => {

@@ -3,6 +3,7 @@
  * worker pool decides by, and only buffers nobody else uses are moved (never Node's shared Buffer pool).
  */
 import { availableParallelism } from "node:os";
+import { MessageChannel } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
 import { StaleVersionError } from "../../common/protocol.js";
 import { MalformedReplyError, WorkerRpcError } from "../../coordinator/transport/grpc_client.js";
@@ -45,17 +46,54 @@ describe("transport thread messages", () => {
     expect(roundTrip("a string").message).toBe("a string");
   });
 
-  it("moves large buffers once each, never the shared pool nor small arrays", () => {
-    const big = new Float32Array(4096);
-    const pooled = Buffer.allocUnsafe(64);
-    expect(pooled.buffer.byteLength).toBe(Buffer.poolSize);
-    const pooledView = new Float32Array(pooled.buffer, pooled.byteOffset, 16);
+  it("moves large buffers once each, never small arrays", () => {
+    // Large: at least half of Buffer.poolSize (its size differs between Node lines).
+    const big = new Float32Array(Buffer.poolSize);
     const list = transferablesOf({
       a: [big.subarray(0, 10), big.subarray(10)],
-      nested: { b: pooledView, c: new Float32Array(3) },
+      nested: { c: new Float32Array(3) },
       n: 4,
     });
-    expect(list).toEqual([big.buffer]);
+    expect(list.length).toBe(1);
+    expect(list[0]).toBe(big.buffer);
+  });
+
+  it("never lists a Buffer cut from Node's shared pool: moving a result leaves later Buffers working", async () => {
+    // The largest Buffer Node still cuts from its pool, made as gRPC makes a message (Buffer.concat), and
+    // a small one; each shows it is pooled by an ArrayBuffer longer than itself.
+    const largestPooled = (Buffer.poolSize >>> 1) - 1;
+    const pooled = [
+      Buffer.allocUnsafe(64).fill(7),
+      Buffer.concat([Buffer.from([1, 2, 3, 4, 5]), Buffer.alloc(largestPooled - 5, 9)]),
+    ];
+    expect(pooled[1].length).toBe(largestPooled);
+    for (const b of pooled) expect(b.buffer.byteLength).toBeGreaterThan(b.length);
+    // A message too large for the pool, its gradients read in place (as viewF32 does).
+    const message = Buffer.concat([Buffer.alloc(8), Buffer.alloc(4 * Buffer.poolSize, 1)]);
+    expect(message.buffer.byteLength).toBe(message.length);
+    const grads = new Float32Array(message.buffer, message.byteOffset + 8, Buffer.poolSize);
+    const inPool = (b: Buffer, floats: number) => new Float32Array(b.buffer, b.byteOffset + 8, floats);
+    const value = { grads, small: inPool(pooled[0], 8), edge: inPool(pooled[1], (largestPooled - 8) >> 2) };
+
+    const list = transferablesOf(value);
+    expect(list.length).toBe(1);
+    expect(list[0]).toBe(message.buffer);
+
+    const { port1, port2 } = new MessageChannel();
+    try {
+      const received = new Promise<typeof value>((resolve) => port2.once("message", resolve));
+      port1.postMessage(value, list);
+      const got = await received;
+      expect(got.grads.length).toBe(Buffer.poolSize);
+      expect(got.edge.every((x) => Number.isFinite(x))).toBe(true);
+      expect(message.buffer.byteLength).toBe(0);
+    } finally {
+      port1.close();
+    }
+    // The pool stayed here, attached: the pooled Buffers keep their bytes and the next ones are cut.
+    expect([...pooled[0]]).toEqual(new Array(64).fill(7));
+    expect([...pooled[1].subarray(0, 6)]).toEqual([1, 2, 3, 4, 5, 9]);
+    expect(Buffer.from("after the move").toString()).toBe("after the move");
   });
 
   it("transport threads: cores − 2 (at most 4) unless INFLORA_TRANSPORT_THREADS says, which must be a count", () => {
