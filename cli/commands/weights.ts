@@ -1,5 +1,5 @@
 import { Argument, type Command } from "commander";
-import { FETCH_PRESETS } from "../weights_tools.js";
+import { FETCH_PRESETS } from "../weights_presets.js";
 
 function describeDims(d: import("../weights_tools.js").VitDims): string {
   const v = (x: number | undefined) => (x === undefined ? "?" : String(x));
