@@ -6,8 +6,14 @@ import { createRequire } from "node:module";
 import { type Logger, pino } from "pino";
 import type PinoPretty from "pino-pretty";
 
-// pino-pretty (and its dependencies) only where a person reads the log: a command's start stays light.
-const loadPretty = () => createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
+/**
+ * pino-pretty (and its dependencies) only where a person reads the log: a command's start stays light.
+ * The one-folder bundle (scripts/bundle.ts) defines `require` and inlines the literal call.
+ */
+function loadPretty(): typeof PinoPretty {
+  if (typeof require === "function") return require("pino-pretty") as typeof PinoPretty;
+  return createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
+}
 
 export type LogFormat = "json" | "pretty";
 
