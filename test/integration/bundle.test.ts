@@ -39,9 +39,11 @@ function sizeOf(p: string): number {
 }
 
 beforeAll(async () => {
-  const built = await run("npm", ["run", "bundle"], ROOT);
+  // Written to a folder of its own, then copied: the test runs from wherever the copy lands.
+  const built = await run("npm", ["run", "bundle", "--", "--out", path.join(tmp, "built")], ROOT);
   expect(built.code, built.stderr.slice(-3000)).toBe(0);
-  cpSync(path.join(ROOT, "dist", "bundle"), bundle, { recursive: true });
+  cpSync(path.join(tmp, "built"), bundle, { recursive: true });
+  rmSync(path.join(tmp, "built"), { recursive: true });
   config = shortConfig(tmp, { dataset: "folder", data_path: "folder" });
   // The normal install: this repository's code in this process.
   await train({ config, out: reference, workers: 1, inProcess: true, backend: "wasm", resume: false });
