@@ -20,8 +20,20 @@ export interface LocalWorkers {
   stop(): Promise<void>;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const MAIN = path.join(here, "main.ts");
+/**
+ * The CLI a worker child runs, in the form this code runs in: from TypeScript sources `main.ts` through
+ * tsx, compiled (`dist/`) `main.js` beside this file, and in the one-file bundle (the only `.mjs` form)
+ * this module is part of the CLI's own file.
+ */
+function cliEntry(): { script: string; execArgv: string[] } {
+  const self = fileURLToPath(import.meta.url);
+  if (self.endsWith(".ts")) {
+    const tsx = createRequire(import.meta.url).resolve("tsx");
+    return { script: path.join(path.dirname(self), "main.ts"), execArgv: ["--import", tsx] };
+  }
+  if (self.endsWith(".mjs")) return { script: self, execArgv: [] };
+  return { script: path.join(path.dirname(self), "main.js"), execArgv: [] };
+}
 
 export interface LocalWorkerOptions {
   readonly count: number;
@@ -32,11 +44,11 @@ export interface LocalWorkerOptions {
 }
 
 function startOne(k: number, opts: LocalWorkerOptions): Promise<LocalWorker> {
-  const tsx = createRequire(import.meta.url).resolve("tsx");
+  const entry = cliEntry();
   const args = ["worker", "--listen", "127.0.0.1:0", "--name", `local-${k}`, ...(opts.extraArgs ?? [])];
   if (opts.backend) args.push("--backend", opts.backend);
-  const child = fork(MAIN, args, {
-    execArgv: ["--import", tsx],
+  const child = fork(entry.script, args, {
+    execArgv: entry.execArgv,
     stdio: ["ignore", "inherit", "inherit", "ipc"],
     env: { ...process.env, INFLORA_PARENT_IPC: "1" },
   });

@@ -12,6 +12,7 @@ import type { WorkerEndpoint } from "../common/membership/types.js";
 import { infloraVersion } from "../common/metrics_runtime.js";
 import { DEFAULT_METRICS_LINGER_MS, lingerMetrics, serveMetrics } from "../common/metrics_server.js";
 import { connectNats, natsAuthFromEnv } from "../common/nats_connect.js";
+import { packageVersion } from "../common/package_files.js";
 import type { ModelSpec } from "../common/protocol.js";
 import type { RunMetrics } from "../coordinator/evaluation.js";
 import { natsEventSink } from "../coordinator/events_nats.js";
@@ -85,8 +86,7 @@ function versions(): Record<string, string> {
       return "absent";
     }
   };
-  const own = (require("../package.json") as { version: string }).version;
-  return { inflora: own, node: process.version, "tfjs-core": v("@tensorflow/tfjs-core") };
+  return { inflora: packageVersion(), node: process.version, "tfjs-core": v("@tensorflow/tfjs-core") };
 }
 
 /** A resumed run keeps its id, so its events stay on the same NATS subjects. */

@@ -7,11 +7,19 @@ import os from "node:os";
 import { log } from "../common/log.js";
 import { infloraVersion } from "../common/metrics_runtime.js";
 import { DEFAULT_METRICS_LINGER_MS, lingerMetrics, serveMetrics } from "../common/metrics_server.js";
-import { connectNats, natsAuthFromEnv } from "../common/nats_connect.js";
 import { WorkerMetrics } from "../worker/metrics.js";
-import { holdLease } from "../worker/nats_lease.js";
-import { NatsParamsFeed } from "../worker/nats_params.js";
+import type { NatsParamsFeed } from "../worker/nats_params.js";
 import { runWorkerServer } from "../worker/serve_main.js";
+
+/** The NATS client and what uses it load only for `--nats`: a worker without it starts lighter. */
+async function loadNats() {
+  const [{ connectNats, natsAuthFromEnv }, { holdLease }, { NatsParamsFeed }] = await Promise.all([
+    import("../common/nats_connect.js"),
+    import("../worker/nats_lease.js"),
+    import("../worker/nats_params.js"),
+  ]);
+  return { connectNats, natsAuthFromEnv, holdLease, NatsParamsFeed };
+}
 
 export interface WorkerCommandOptions {
   readonly listen: string;
@@ -48,10 +56,13 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
     o.metricsPort !== undefined ? await serveMetrics(metrics.registry, o.metricsPort, "0.0.0.0") : undefined;
   let stopLease: (() => Promise<void>) | undefined;
   // With NATS, the coordinator's per-step parameters arrive by publish instead of one gRPC copy each.
-  const paramsNats = o.nats
-    ? await connectNats(o.nats, { auth: natsAuthFromEnv(), name: "inflora-worker-params" })
-    : undefined;
-  const paramsFeed = paramsNats ? new NatsParamsFeed(paramsNats) : undefined;
+  const nats = o.nats ? await loadNats() : undefined;
+  const paramsNats =
+    nats && o.nats
+      ? await nats.connectNats(o.nats, { auth: nats.natsAuthFromEnv(), name: "inflora-worker-params" })
+      : undefined;
+  const paramsFeed: NatsParamsFeed | undefined =
+    nats && paramsNats ? new nats.NatsParamsFeed(paramsNats) : undefined;
   try {
     await runWorkerServer({
       paramsFeed,
@@ -69,12 +80,12 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
       onListening: async ({ address, backend, device }) => {
         metrics.setInfo(backend, infloraVersion());
         process.send?.({ type: "listening", address });
-        if (o.nats) {
+        if (nats && o.nats) {
           const id = (o.name ?? `${os.hostname()}-${process.pid}`).replace(/[^A-Za-z0-9_=/.-]/g, "-");
-          const lease = await holdLease({
+          const lease = await nats.holdLease({
             url: o.nats,
             leaseMs: o.leaseMs,
-            auth: natsAuthFromEnv(),
+            auth: nats.natsAuthFromEnv(),
             endpoint: {
               id,
               address: o.advertise ?? address,

@@ -2,8 +2,18 @@
  * The process-wide structured logger (pino). JSON lines by default when stderr is not a terminal, a
  * human-readable form otherwise; `configureLogging` lets the CLI choose (`--log-format json|pretty`).
  */
+import { createRequire } from "node:module";
 import { type Logger, pino } from "pino";
-import pretty from "pino-pretty";
+import type PinoPretty from "pino-pretty";
+
+/**
+ * pino-pretty (and its dependencies) only where a person reads the log: a command's start stays light.
+ * The one-folder bundle (scripts/bundle.ts) defines `require` and inlines the literal call.
+ */
+function loadPretty(): typeof PinoPretty {
+  if (typeof require === "function") return require("pino-pretty") as typeof PinoPretty;
+  return createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
+}
 
 export type LogFormat = "json" | "pretty";
 
@@ -11,7 +21,7 @@ function build(format: LogFormat, level: string): Logger {
   if (format === "json") return pino({ level, base: undefined }, pino.destination({ fd: 2, sync: true }));
   return pino(
     { level, base: undefined },
-    pretty({ destination: 2, sync: true, ignore: "pid,hostname", translateTime: "HH:MM:ss" }),
+    loadPretty()({ destination: 2, sync: true, ignore: "pid,hostname", translateTime: "HH:MM:ss" }),
   );
 }
 

@@ -3,8 +3,8 @@
  * metric. Kept in one place so the coordinator's and the workers' series share names and labels, which the
  * dashboard and the alert rules rely on.
  */
-import { createRequire } from "node:module";
 import { collectDefaultMetrics, Gauge, type Registry } from "prom-client";
+import { packageVersion } from "./package_files.js";
 
 export const METRIC_PREFIX = "inflora_";
 
@@ -16,8 +16,7 @@ interface TfEngineGlobal {
 /** The package version, for the info metric. */
 export function infloraVersion(): string {
   try {
-    const require = createRequire(import.meta.url);
-    return (require("../package.json") as { version: string }).version;
+    return packageVersion();
   } catch {
     return "unknown";
   }

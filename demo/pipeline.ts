@@ -4,8 +4,8 @@
  * under the same harness, (d) write the report with its plots and return the table.
  */
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { log } from "../common/log.js";
+import { packageFile } from "../common/package_files.js";
 import { selectBackend } from "../worker/backend.js";
 import { ensureBackbone, STAND_IN_NOTE } from "./backbone.js";
 import { DEMO_METHODS, writeMethodConfig } from "./methods.js";
@@ -14,8 +14,6 @@ import { type DemoRuns, type DemoSummary, formatTable, writeReport } from "./rep
 import { type MethodResult, runMethod } from "./run_method.js";
 import { DEMO_SETTINGS, type DemoMode } from "./settings.js";
 import { splitDemoData } from "./split_data.js";
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export interface DemoOptions {
   readonly out: string;
@@ -52,7 +50,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   // Chosen before pretraining, which would otherwise run on tfjs's default (pure JavaScript) backend.
   const backend = await selectBackend(opts.backend);
   log.info({ backend: backend.name, device: backend.device }, "compute backend");
-  const split = await splitDemoData(opts.dataPath ?? path.join(ROOT, "data", "demo"), path.join(out, "data"));
+  const split = await splitDemoData(opts.dataPath ?? packageFile("data", "demo"), path.join(out, "data"));
   const say = opts.say ?? ((line: string) => log.info(line));
   say(`Backbone: ${STAND_IN_NOTE}`);
   const backbone = await ensureBackbone({
@@ -76,7 +74,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   for (const method of DEMO_METHODS) {
     say(`${method.label}: ${method.description}.`);
     const config = await writeMethodConfig(
-      opts.configDir ?? path.join(ROOT, "configs"),
+      opts.configDir ?? packageFile("configs"),
       method,
       { dataPath: split.continualDir, weights: backbone.file, epochs: settings.epochs },
       path.join(out, "configs"),

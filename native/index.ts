@@ -6,7 +6,7 @@
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import { fileURLToPath } from "node:url";
+import { packageFile } from "../common/package_files.js";
 
 /** Row-major GEMM, tfjs BatchMatMul semantics: c[i] = op(a[i % batchA]) · op(b[i % batchB]). */
 type Gemm<T> = (
@@ -91,7 +91,7 @@ export interface NativeStatus {
 
 export const BUILD_HINT = "run npm run build:native (needs apt-get install libopenblas-dev liblapacke-dev)";
 
-const DEFAULT_PATH = fileURLToPath(new URL("./build/Release/inflora_native.node", import.meta.url));
+const DEFAULT_PATH = packageFile("native", "build", "Release", "inflora_native.node");
 
 let status: NativeStatus | undefined;
 

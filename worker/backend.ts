@@ -15,6 +15,7 @@ import "@tensorflow/tfjs";
 import "@tensorflow/tfjs-backend-cpu";
 
 import { log } from "../common/log.js";
+import { packageFile } from "../common/package_files.js";
 import { describeNative, nativeStatus } from "../native/index.js";
 import { BACKEND_NAMES, type BackendName } from "./backend_names.js";
 import { BLAS_BACKEND, registerBlasBackend } from "./blas_backend.js";
@@ -62,15 +63,20 @@ export async function tryNative(pkg: string): Promise<string | undefined> {
   return undefined;
 }
 
+/** The tfjs wasm binaries: in node_modules, or in the one-folder bundle's wasm/ (scripts/bundle.ts). */
+function wasmBinaryDir(): string {
+  try {
+    return path.join(path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")), "dist");
+  } catch {
+    return packageFile("wasm");
+  }
+}
+
 async function tryWasm(): Promise<string | undefined> {
   try {
     const wasm = await import("@tensorflow/tfjs-backend-wasm");
-    // Load the .wasm binaries from node_modules; never from the network.
-    const dir = path.join(
-      path.dirname(require.resolve("@tensorflow/tfjs-backend-wasm/package.json")),
-      "dist",
-    );
-    wasm.setWasmPaths(dir + path.sep);
+    // Load the .wasm binaries from disk; never from the network.
+    wasm.setWasmPaths(wasmBinaryDir() + path.sep);
     if (!(await tf.setBackend("wasm"))) return "wasm backend did not initialise";
   } catch (err) {
     return `wasm backend failed (${firstLine(err)})`;

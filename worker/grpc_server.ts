@@ -9,7 +9,6 @@
  * Kubernetes gRPC probes cannot send headers. Both go NOT_SERVING when the server shuts down.
  */
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { Server, type ServerCredentials } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
@@ -25,6 +24,7 @@ import {
 } from "../common/grpc_security.js";
 import { CHUNK_BYTES, MAX_MESSAGE_BYTES, messageLimits, WORKER_SERVICE } from "../common/grpc_wire.js";
 import { log } from "../common/log.js";
+import { packageFile } from "../common/package_files.js";
 import type { WorkerClient } from "../common/protocol.js";
 import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
 import { serializeTrainStepResponse, tolerantDefinition, WorkerGrpcService } from "./grpc_service.js";
@@ -154,7 +154,7 @@ function boundAddress(listen: string, port: number): string {
 
 /** Reflection describes the .proto sources (shipped next to the code) and the health service. */
 function reflectionPackage() {
-  const protoDir = fileURLToPath(new URL("../proto", import.meta.url));
+  const protoDir = packageFile("proto");
   const healthRoot = path.resolve(path.dirname(healthProtoPath), "../..");
   return loadSync(["inflora/v1/worker.proto", path.relative(healthRoot, healthProtoPath)], {
     includeDirs: [protoDir, healthRoot],

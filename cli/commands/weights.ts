@@ -1,7 +1,7 @@
 import { Argument, type Command } from "commander";
 import type { ForeignCheckpoint } from "../../worker/model/load_weights.js";
 import { describePthLayouts, PTH_LAYOUTS } from "../../worker/model/pth_to_timm.js";
-import { FETCH_PRESETS } from "../weights_tools.js";
+import { FETCH_PRESETS } from "../weights_presets.js";
 import { positiveInt } from "./train.js";
 
 const collect = (v: string, prev: string[]) => [...prev, v];

@@ -4,12 +4,14 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import type { DemoSummary } from "../../demo/report.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
+const TSX = createRequire(import.meta.url).resolve("tsx");
 const out = mkdtempSync(path.join(os.tmpdir(), "inflora-demo-"));
 afterAll(() => rmSync(out, { recursive: true, force: true }));
 
@@ -18,7 +20,10 @@ function demo(): Promise<{ code: number; stdout: string; stderr: string }> {
     execFile(
       process.execPath,
       [
-        path.join(ROOT, "bin", "inflora.js"),
+        // As `npm run demo` runs it: the TypeScript sources through tsx (bin/inflora.js runs the build).
+        "--import",
+        TSX,
+        path.join(ROOT, "cli", "main.ts"),
         "--log-format",
         "json",
         "--log-level",

@@ -11,7 +11,8 @@ import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FETCH_PRESETS, fetchWeights, importWeights, inspectWeights } from "../../cli/weights_tools.js";
+import { FETCH_PRESETS } from "../../cli/weights_presets.js";
+import { fetchWeights, importWeights, inspectWeights } from "../../cli/weights_tools.js";
 import { readSafetensors } from "../../common/safetensors.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");

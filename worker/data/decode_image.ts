@@ -1,11 +1,20 @@
 import { readFile } from "node:fs/promises";
 import { extname } from "node:path";
-import sharp from "sharp";
+import type { Sharp, SharpOptions } from "sharp";
 import { decodeBmp } from "./decode_bmp.js";
 import { interleavedSource, type PixelSource } from "./pixel_source.js";
 
-// A data loader reads each file once per epoch: libvips' operation cache would only hold memory.
-sharp.cache(false);
+let sharpLoaded: Promise<(file: string, options: SharpOptions) => Sharp> | undefined;
+
+/** sharp (libvips) on the first decode: a worker whose data needs no image files never loads it. */
+function loadSharp(): Promise<(file: string, options: SharpOptions) => Sharp> {
+  sharpLoaded ??= import("sharp").then(({ default: sharp }) => {
+    // A data loader reads each file once per epoch: libvips' operation cache would only hold memory.
+    sharp.cache(false);
+    return sharp;
+  });
+  return sharpLoaded;
+}
 
 /**
  * Decodes an image file to 8-bit RGB, as PIL's `convert('RGB')` does for the reference: grey is
@@ -16,6 +25,7 @@ sharp.cache(false);
  */
 export async function decodeImage(file: string): Promise<PixelSource> {
   if (extname(file).toLowerCase() === ".bmp") return decodeBmp(await readFile(file));
+  const sharp = await loadSharp();
   const { data, info } = await sharp(file, { limitInputPixels: 1 << 28 })
     .removeAlpha()
     .toColourspace("srgb")
