@@ -1,16 +1,14 @@
 /**
  * Symmetric eigendecomposition in float64. With the native addon: LAPACK's dsyevd (divide and conquer;
  * as fast as dsyevr here and more robust on clustered spectra). Without it: Householder
- * tridiagonalisation (tridiagonal.ts), then implicit QL/QR on the tridiagonal matrix with the rotations
- * accumulated into Q (tridiagonal-eig.ts). Both are backward stable: ‖A − VΛVᵀ‖ and ‖VᵀV − I‖ are a small
- * multiple of n·ε·‖A‖.
+ * tridiagonalisation and implicit QL (eigh-ts.ts). Both are backward stable: ‖A − VΛVᵀ‖ and ‖VᵀV − I‖
+ * are a small multiple of n·ε·‖A‖.
  */
 
 import type { NativeAddon } from "../../native/index.js";
+import { eighTs } from "./eigh-ts.js";
 import { lapack, withLapackThreads } from "./lapack.js";
 import { identity, type Mat, mat } from "./matrix.js";
-import { tridiagonalize } from "./tridiagonal.js";
-import { tridiagonalEigen } from "./tridiagonal-eig.js";
 
 export interface Eigh {
   /** Eigenvalues, descending. */
@@ -94,21 +92,4 @@ function eigh(a: Mat, addon: NativeAddon | undefined): Eigh {
 
 function eighLapack(addon: NativeAddon, src: Float64Array, n: number) {
   return withLapackThreads(addon, () => addon.dsyevd(src, n));
-}
-
-function eighTs(src: Float64Array, n: number): { values: Float64Array; vectors: Float64Array } {
-  const { d, e, q } = tridiagonalize(src, n);
-  tridiagonalEigen(d, e, q, n);
-
-  const order = Array.from({ length: n }, (_, i) => i);
-  // Ties keep their original order, so the output does not depend on the sort implementation.
-  order.sort((x, y) => d[y] - d[x] || x - y);
-  const values = new Float64Array(n);
-  for (let j = 0; j < n; j++) values[j] = d[order[j]];
-  const vectors = new Float64Array(n * n);
-  for (let r = 0; r < n; r++) {
-    const o = r * n;
-    for (let j = 0; j < n; j++) vectors[o + j] = q[o + order[j]];
-  }
-  return { values, vectors };
 }
