@@ -1,20 +1,24 @@
 /**
  * Float64 linear algebra benchmark: eighDescending on covariance-like matrices of growing size,
- * leftSingular on a square non-symmetric matrix, and (when python3 with numpy is installed) numpy's
- * eigh/svd on the same shapes for reference.
+ * leftSingular on a square non-symmetric matrix, the TypeScript fallback (eigh-ts.ts) beside the
+ * default path on D = 48 and 768, and (when python3 with numpy is installed) numpy's eigh/svd on the
+ * same shapes for reference.
  *
  *   npx tsx bench/linalg.ts            # full run (a few minutes)
  *   npx tsx bench/linalg.ts --quick    # sizes up to 384, for a smoke test
+ *   npx tsx bench/linalg.ts --ts-baseline abaa4aa
+ *       # also the TypeScript solver of that git revision (before eigh-ts.ts: its tuned QL/QR with
+ *       # unrolled rotation kernels), side by side with today's on the same matrices
  *
  * Prints a table and writes bench/results/linalg.json.
  */
 
-import { spawnSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
-import { arch, availableParallelism, cpus, loadavg, platform } from "node:os";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { arch, availableParallelism, cpus, loadavg, platform, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { eighDescending } from "../coordinator/linalg/eigh.js";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { eighDescending, eighDescendingTs } from "../coordinator/linalg/eigh.js";
 import {
   frobenius,
   identity,
@@ -42,6 +46,9 @@ interface Row {
 }
 
 const quick = process.argv.includes("--quick");
+const baselineAt = process.argv.indexOf("--ts-baseline");
+const baselineRev = baselineAt >= 0 ? process.argv[baselineAt + 1] : undefined;
+if (baselineAt >= 0 && !baselineRev) throw new Error("--ts-baseline needs a git revision");
 const sizes = quick ? [48, 192, 384] : [48, 192, 384, 768, 1024];
 
 /** mulberry32 + Box–Muller: deterministic Gaussian samples. */
@@ -74,6 +81,11 @@ function decayingCovariance(n: number, seed: number): Mat {
   return matmulABt(g, g);
 }
 
+function wishart(n: number, seed: number): Mat {
+  const x = randomMat(n, n, seed);
+  return matmulABt(x, x);
+}
+
 function accuracy(a: Mat, values: Float64Array, v: Mat): { reconstruction: number; orthogonality: number } {
   const n = a.rows;
   const vl = mat(n, n);
@@ -101,6 +113,7 @@ function time<T>(reps: number, f: () => T): { minMs: number; medianMs: number; c
   return { minMs: ts[0], medianMs: ts[Math.floor(ts.length / 2)], cpuMs, last: last as T };
 }
 
+const here = dirname(fileURLToPath(import.meta.url));
 const rows: Row[] = [];
 const show = (r: Row) => {
   rows.push(r);
@@ -109,7 +122,7 @@ const show = (r: Row) => {
       ? ""
       : `  rec ${r.reconstruction.toExponential(1)}  orth ${r.orthogonality?.toExponential(1)}`;
   console.log(
-    `${r.name.padEnd(30)} ${r.shape.padStart(10)}  min ${r.minMs.toFixed(1).padStart(8)} ms  median ${r.medianMs
+    `${r.name.padEnd(46)} ${r.shape.padStart(10)}  min ${r.minMs.toFixed(1).padStart(8)} ms  median ${r.medianMs
       .toFixed(1)
       .padStart(8)} ms  cpu ${r.cpuMs.toFixed(1).padStart(8)} ms  (×${r.reps})${acc}`,
   );
@@ -173,6 +186,43 @@ const nSvd = quick ? 384 : 768;
   });
 }
 
+/** The TypeScript eigensolvers side by side on the same matrices, as process CPU time. */
+const tsFallback: Row[] = [];
+{
+  const baseline = baselineRev === undefined ? undefined : await loadBaselineSolver(baselineRev);
+  console.log(
+    `\nTypeScript eigensolver${baseline ? ` (today's and ${baselineRev}'s)` : ""} beside the default path:`,
+  );
+  for (const n of quick ? [48, 192] : [48, 768]) {
+    const kinds: [string, Mat][] = [
+      ["covariance", decayingCovariance(n, n)],
+      ["X Xᵀ, Wishart", wishart(n, 7)],
+    ];
+    for (const [kind, a] of kinds) {
+      const reps = n <= 192 ? 10 : 3;
+      const solvers: [string, (a: Mat) => { values: Float64Array; vectors: Mat }][] = [
+        ["eighDescending (default path)", eighDescending],
+        ["eighDescendingTs (eigh-ts.ts)", eighDescendingTs],
+      ];
+      if (baseline) solvers.push([`TypeScript solver @${baselineRev}`, baseline]);
+      for (const [name, solve] of solvers) {
+        const t = time(reps, () => solve(a));
+        const row = {
+          name: `${name}, ${kind}`,
+          shape: `${n}×${n}`,
+          reps,
+          minMs: t.minMs,
+          medianMs: t.medianMs,
+          cpuMs: t.cpuMs,
+          ...accuracy(a, t.last.values, t.last.vectors),
+        };
+        tsFallback.push(row);
+        show(row);
+      }
+    }
+  }
+}
+
 const numpy = runNumpy();
 if ("skipped" in numpy) console.log(`\nnumpy comparison skipped: ${numpy.skipped}`);
 else {
@@ -194,13 +244,42 @@ const out = {
   date: new Date().toISOString(),
   quick,
   results: rows,
+  tsFallback: { baseline: baselineRev ?? null, rows: tsFallback },
   numpy,
 };
-const here = dirname(fileURLToPath(import.meta.url));
 mkdirSync(join(here, "results"), { recursive: true });
 const file = join(here, "results", "linalg.json");
 writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
 console.log(`\nwrote ${file}`);
+
+/**
+ * eighDescending as the TypeScript solver of git revision `rev` computed it (before eigh-ts.ts:
+ * tridiagonal.ts, tridiagonal-eig.ts, rotations.ts), loaded from `git show` into a temporary folder;
+ * the input checks and scaling of today's eigh.ts are left out, the benchmark's matrices need none.
+ */
+async function loadBaselineSolver(rev: string): Promise<(a: Mat) => { values: Float64Array; vectors: Mat }> {
+  const dir = mkdtempSync(join(tmpdir(), "inflora-linalg-baseline-"));
+  const matrixModule = pathToFileURL(join(here, "../coordinator/linalg/matrix.ts")).href;
+  for (const file of ["tridiagonal.ts", "tridiagonal-eig.ts", "rotations.ts"]) {
+    const text = execFileSync("git", ["show", `${rev}:coordinator/linalg/${file}`], {
+      cwd: here,
+      encoding: "utf8",
+    });
+    writeFileSync(join(dir, file), text.replace(`from "./matrix.js"`, `from "${matrixModule}"`));
+  }
+  const tri = await import(pathToFileURL(join(dir, "tridiagonal.ts")).href);
+  const eig = await import(pathToFileURL(join(dir, "tridiagonal-eig.ts")).href);
+  return (a: Mat) => {
+    const n = a.rows;
+    const { d, e, q } = tri.tridiagonalize(a.data, n);
+    eig.tridiagonalEigen(d, e, q, n);
+    const order = Array.from({ length: n }, (_, i) => i).sort((x, y) => d[y] - d[x] || x - y);
+    const values = Float64Array.from(order, (i) => d[i]);
+    const vectors = mat(n, n);
+    for (let r = 0; r < n; r++) for (let j = 0; j < n; j++) vectors.data[r * n + j] = q[r * n + order[j]];
+    return { values, vectors };
+  };
+}
 
 /** numpy's eigh and svd on the same shapes, single-threaded BLAS; skipped if python3/numpy is absent. */
 function runNumpy():
