@@ -1,7 +1,8 @@
 /**
- * What the main thread and a transport thread say to each other (see threaded_client.ts), and how the
- * transport's errors cross the thread boundary with their class: the worker pool tells a malformed reply
- * (quarantine), a stale version (resend) and a failed call (retry) apart by class and fields.
+ * What the main thread and a transport thread say to each other (see threaded_client.ts; carried by
+ * threads/call_thread.ts), and how the transport's errors cross the thread boundary with their class:
+ * the worker pool tells a malformed reply (quarantine), a stale version (resend) and a failed call
+ * (retry) apart by class and fields.
  */
 import type {
   CovarianceRequest,
@@ -34,7 +35,8 @@ export type CallMessage =
   | { readonly method: "evaluate"; readonly arg: EvalRequest }
   | { readonly method: "close"; readonly arg?: undefined };
 
-export type ToThread =
+/** One-way notes to a transport thread: a client to open, a version's parameters to hold. */
+export type ThreadNote =
   | { readonly op: "open"; readonly client: number; readonly options: GrpcWorkerClientOptions }
   | {
       readonly op: "params";
@@ -42,12 +44,10 @@ export type ToThread =
       readonly Ak: Float32Array[];
       readonly Av: Float32Array[];
       readonly head: HeadPayload;
-    }
-  | ({ readonly op: "call"; readonly seq: number; readonly client: number } & CallMessage);
+    };
 
-export type FromThread =
-  | { readonly seq: number; readonly ok: true; readonly value: unknown }
-  | { readonly seq: number; readonly ok: false; readonly error: SerializedError };
+/** A call to a transport thread (threads/call_thread.ts carries it): a method of one of its clients. */
+export type ThreadCall = { readonly client: number } & CallMessage;
 
 export type SerializedError =
   | {

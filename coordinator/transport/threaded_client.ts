@@ -11,7 +11,6 @@ import { availableParallelism } from "node:os";
 import type { Worker } from "node:worker_threads";
 import { ConfigError } from "../../common/config.js";
 import { channelCredentials, resolveToken } from "../../common/grpc_security.js";
-import { log } from "../../common/log.js";
 import type {
   CovarianceRequest,
   CovarianceResult,
@@ -24,107 +23,65 @@ import type {
   TrainStepResult,
   WorkerClient,
 } from "../../common/protocol.js";
-import { startSiblingWorker } from "../linalg/thread-pool.js";
+import { CallThread, startThread } from "../threads/call_thread.js";
 import type { GrpcWorkerClientOptions } from "./grpc_client.js";
-import { type CallMessage, deserializeError, type FromThread, type ToThread } from "./thread_messages.js";
+import {
+  type CallMessage,
+  deserializeError,
+  type SerializedError,
+  type ThreadCall,
+  type ThreadNote,
+} from "./thread_messages.js";
 
 /** Restarts of one transport thread over the coordinator's life before its workers are given up. */
 const MAX_THREAD_RESTARTS = 3;
 
-interface Pending {
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (err: Error) => void;
-}
-
-/** One transport thread: its worker, its calls in flight, the clients it runs. */
+/** One transport thread: a CallThread, the clients it runs, the parameters it holds. */
 class TransportThread {
-  private worker!: Worker;
-  private readonly pending = new Map<number, Pending>();
-  private seq = 0;
+  readonly clients = new Map<number, GrpcWorkerClientOptions>();
   /** Parameter objects already sent to this thread (weakly: they go with the step that made them). */
   private sentParams = new WeakSet<object>();
-  readonly clients = new Map<number, GrpcWorkerClientOptions>();
-  private closed = false;
-  private restarts = 0;
-  /** Set once the restart budget is spent: every call fails with it. */
-  private dead?: Error;
+  private readonly thread: CallThread;
 
-  constructor(
-    readonly index: number,
-    private readonly spawn: () => Worker,
-  ) {
-    this.start();
-  }
-
-  private start(): void {
-    this.worker = this.spawn();
-    this.worker.on("message", (m: FromThread) => {
-      const p = this.pending.get(m.seq);
-      if (!p) return;
-      this.pending.delete(m.seq);
-      if (this.pending.size === 0) this.worker.unref();
-      if (m.ok) p.resolve(m.value);
-      else p.reject(deserializeError(m.error));
+  constructor(index: number, spawn: () => Worker) {
+    this.thread = new CallThread({
+      name: `transport thread ${index}`,
+      spawn,
+      maxRestarts: MAX_THREAD_RESTARTS,
+      decodeError: (e) => deserializeError(e as SerializedError),
+      // A new thread holds nothing: it reopens its clients and gets each step's parameters again.
+      onStart: (thread) => {
+        this.sentParams = new WeakSet();
+        for (const [client, options] of this.clients)
+          thread.note({ op: "open", client, options } satisfies ThreadNote);
+      },
     });
-    this.worker.on("error", (err) => this.died(err));
-    this.worker.on("exit", (code) => this.died(new Error(`exited with code ${code}`)));
-    this.worker.unref();
-    for (const [client, options] of this.clients) this.post({ op: "open", client, options });
   }
 
-  /**
-   * A thread that dies (a bug, never a worker's fault) fails its calls in flight — the pool redoes
-   * them elsewhere — and is replaced, with its clients reopened, so later calls work again.
-   */
-  private died(err: Error): void {
-    if (this.closed || this.dead) return;
-    for (const p of this.pending.values())
-      p.reject(new Error(`transport thread ${this.index}: ${err.message}`));
-    this.pending.clear();
-    this.sentParams = new WeakSet();
-    this.worker.removeAllListeners();
-    // A thread that cannot even start (a missing module) would otherwise be restarted forever.
-    if (++this.restarts > MAX_THREAD_RESTARTS) {
-      this.dead = new Error(
-        `transport thread ${this.index} died ${this.restarts} times, last: ${err.message}; not restarted again`,
-      );
-      log.error({ thread: this.index, err: err.message }, "transport thread died too often");
-      return;
-    }
-    log.error(
-      { thread: this.index, err: err.message, restarts: this.restarts },
-      "transport thread died; restarting it",
-    );
-    this.start();
-  }
-
-  post(msg: ToThread): void {
-    if (!this.dead) this.worker.postMessage(msg);
+  open(client: number, options: GrpcWorkerClientOptions): void {
+    this.clients.set(client, options);
+    this.thread.note({ op: "open", client, options } satisfies ThreadNote);
   }
 
   call(client: number, call: CallMessage): Promise<unknown> {
-    if (this.closed) return Promise.reject(new Error(`transport thread ${this.index} is closed`));
-    if (this.dead) return Promise.reject(this.dead);
-    const seq = ++this.seq;
-    return new Promise((resolve, reject) => {
-      this.pending.set(seq, { resolve, reject });
-      this.worker.ref();
-      this.post({ op: "call", seq, client, ...call } as ToThread);
-    });
+    return this.thread.call({ client, ...call } satisfies ThreadCall);
   }
 
   /** Sends a step's parameters once per parameter object (the first call of the step that needs them). */
   sendParams(p: Extract<TrainStepRequest["params"], { Ak: unknown }>): void {
     if (this.sentParams.has(p)) return;
     this.sentParams.add(p);
-    this.post({ op: "params", version: p.version, Ak: p.Ak, Av: p.Av, head: p.head });
+    this.thread.note({
+      op: "params",
+      version: p.version,
+      Ak: p.Ak,
+      Av: p.Av,
+      head: p.head,
+    } satisfies ThreadNote);
   }
 
-  async close(): Promise<void> {
-    this.closed = true;
-    for (const p of this.pending.values()) p.reject(new Error(`transport thread ${this.index} closed`));
-    this.pending.clear();
-    await this.worker.terminate();
+  close(): Promise<void> {
+    return this.thread.close();
   }
 }
 
@@ -134,10 +91,7 @@ export class TransportThreads {
   private nextClient = 0;
 
   /** `spawn` starts one thread running transport_thread.ts (replaceable: tests keep the handles). */
-  constructor(
-    count: number,
-    spawn: () => Worker = () => startSiblingWorker("transport_thread", import.meta.url),
-  ) {
+  constructor(count: number, spawn: () => Worker = () => startThread("transport_thread", import.meta.url)) {
     if (!Number.isInteger(count) || count < 1)
       throw new Error(`transport threads: ${count} is not a count ≥ 1`);
     this.threads = Array.from({ length: count }, (_, i) => new TransportThread(i, spawn));
@@ -153,8 +107,7 @@ export class TransportThreads {
     channelCredentials(options.security?.tls);
     const thread = this.threads.reduce((a, b) => (b.clients.size < a.clients.size ? b : a));
     const id = ++this.nextClient;
-    thread.clients.set(id, options);
-    thread.post({ op: "open", client: id, options });
+    thread.open(id, options);
     return new ThreadedWorkerClient(thread, id, options, () => thread.clients.delete(id));
   }
 

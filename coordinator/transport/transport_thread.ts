@@ -4,19 +4,16 @@
  * parameter broadcast use other cores, and the main thread only reduces, steps the optimizer and plans.
  * Calls arrive from threaded_client.ts; results go back with their buffers moved, not copied.
  */
-import { parentPort } from "node:worker_threads";
 import type { TrainParams } from "../../common/protocol.js";
+import { serveCalls } from "../threads/serve_calls.js";
 import { GrpcWorkerClient } from "./grpc_client.js";
 import {
   type CallMessage,
-  type FromThread,
   serializeError,
-  type ToThread,
+  type ThreadCall,
+  type ThreadNote,
   transferablesOf,
 } from "./thread_messages.js";
-
-if (!parentPort) throw new Error("transport_thread.ts runs as a worker thread");
-const port = parentPort;
 
 const clients = new Map<number, GrpcWorkerClient>();
 /** Clients whose construction failed: their calls fail with the reason. */
@@ -54,31 +51,27 @@ function run(client: GrpcWorkerClient, call: CallMessage): Promise<unknown> {
   }
 }
 
-port.on("message", (msg: ToThread) => {
-  switch (msg.op) {
-    case "open":
-      try {
-        clients.set(msg.client, new GrpcWorkerClient(msg.options));
-      } catch (err) {
-        broken.set(msg.client, err);
-      }
-      return;
-    case "params": {
-      params.set(msg.version, { version: msg.version, Ak: msg.Ak, Av: msg.Av, head: msg.head });
-      for (const v of [...params.keys()].sort((a, b) => a - b).slice(0, -KEEP_VERSIONS)) params.delete(v);
-      return;
+serveCalls<ThreadCall, ThreadNote>({
+  note(msg) {
+    switch (msg.op) {
+      case "open":
+        try {
+          clients.set(msg.client, new GrpcWorkerClient(msg.options));
+        } catch (err) {
+          broken.set(msg.client, err);
+        }
+        return;
+      case "params":
+        params.set(msg.version, { version: msg.version, Ak: msg.Ak, Av: msg.Av, head: msg.head });
+        for (const v of [...params.keys()].sort((a, b) => a - b).slice(0, -KEEP_VERSIONS)) params.delete(v);
+        return;
     }
-    case "call": {
-      const reply = (m: FromThread, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
-      const client = clients.get(msg.client);
-      const work = client
-        ? Promise.resolve().then(() => run(client, msg))
-        : Promise.reject(broken.get(msg.client) ?? new Error(`transport thread: no client ${msg.client}`));
-      work.then(
-        (value) => reply({ seq: msg.seq, ok: true, value }, transferablesOf(value)),
-        (err: unknown) => reply({ seq: msg.seq, ok: false, error: serializeError(err) }),
-      );
-      return;
-    }
-  }
+  },
+  call(msg) {
+    const client = clients.get(msg.client);
+    if (!client) throw broken.get(msg.client) ?? new Error(`transport thread: no client ${msg.client}`);
+    return run(client, msg);
+  },
+  encodeError: serializeError,
+  transferables: transferablesOf,
 });

@@ -12,7 +12,7 @@ import {
   type TrainStepResult,
   type WorkerClient,
 } from "../../common/protocol.js";
-import { startSiblingWorker } from "../../coordinator/linalg/thread-pool.js";
+import { startThread } from "../../coordinator/threads/call_thread.js";
 import {
   GrpcWorkerClient,
   MalformedReplyError,
@@ -59,7 +59,7 @@ beforeAll(async () => {
   server = await serveWorker({ worker, listen: "127.0.0.1:0" });
   const of = new URL("../../coordinator/transport/threaded_client.ts", import.meta.url).href;
   threads = new TransportThreads(2, () => {
-    const w = startSiblingWorker("transport_thread", of);
+    const w = startThread("transport_thread", of);
     spawned.push(w);
     return w;
   });

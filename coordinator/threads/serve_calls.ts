@@ -1,0 +1,36 @@
+/**
+ * The thread side of CallThread (call_thread.ts): answers every call with one Reply carrying its seq,
+ * hands one-way notes to `note`. Calls run concurrently; a thread whose calls compute synchronously
+ * answers them in order.
+ */
+import { parentPort } from "node:worker_threads";
+import { encodePlainError, type Reply, type ToThread } from "./call_thread.js";
+
+export interface CallHandlers<Call, Note> {
+  call(call: Call): unknown;
+  note?(note: Note): void;
+  /** Error → data that survives structured cloning; default: name, message, stack. */
+  encodeError?(err: unknown): unknown;
+  /** Buffers of a result to move rather than copy; default: none. */
+  transferables?(value: unknown): ArrayBuffer[];
+}
+
+export function serveCalls<Call, Note = never>(handlers: CallHandlers<Call, Note>): void {
+  const port = parentPort;
+  if (!port) throw new Error("serveCalls: this module runs as a worker thread");
+  const encode = handlers.encodeError ?? encodePlainError;
+  port.on("message", (msg: ToThread) => {
+    if (!("seq" in msg)) {
+      handlers.note?.(msg.note as Note);
+      return;
+    }
+    const { seq } = msg;
+    Promise.resolve()
+      .then(() => handlers.call(msg.call as Call))
+      .then(
+        (value) =>
+          port.postMessage({ seq, ok: true, value } satisfies Reply, handlers.transferables?.(value) ?? []),
+        (err: unknown) => port.postMessage({ seq, ok: false, error: encode(err) } satisfies Reply),
+      );
+  });
+}
