@@ -1,41 +1,14 @@
 /**
  * The coordinator's one mechanism for worker threads, used by the transport threads
  * (transport/threaded_client.ts) and by the per-layer linear algebra (linalg/thread-map.ts). A thread
- * answers calls tagged with a sequence number (serve_calls.ts on its side), any number in flight, and
- * takes one-way notes. It holds the process open only while a call is pending. A thread that dies fails
- * its calls in flight and is started again, `onStart` replaying what it must hold, until its restart
- * budget is spent; its calls then fail with the reason.
+ * answers calls tagged with a sequence number (serve_calls.ts on its side, messages.ts between them),
+ * any number in flight, and takes one-way notes. It holds the process open only while a call is
+ * pending. A thread that dies fails its calls in flight and is started again, `onStart` replaying what
+ * it must hold, until its restart budget is spent; its calls then fail with the reason.
  */
 import { Worker } from "node:worker_threads";
 import { log } from "../../common/log.js";
-
-/** Main thread → thread: a call expecting one Reply with the same seq, or a one-way note. */
-export type ToThread = { readonly seq: number; readonly call: unknown } | { readonly note: unknown };
-
-/** Thread → main thread: the outcome of call `seq`; `error` as the thread's encodeError made it. */
-export type Reply =
-  | { readonly seq: number; readonly ok: true; readonly value: unknown }
-  | { readonly seq: number; readonly ok: false; readonly error: unknown };
-
-/** An Error as plain data, for threads whose errors need no class of their own. */
-export interface PlainError {
-  readonly name: string;
-  readonly message: string;
-  readonly stack?: string;
-}
-
-export function encodePlainError(err: unknown): PlainError {
-  const e = err instanceof Error ? err : new Error(String(err));
-  return { name: e.name, message: e.message, stack: e.stack };
-}
-
-export function decodePlainError(data: unknown): Error {
-  const e = data as PlainError;
-  const err = new Error(e.message);
-  err.name = e.name;
-  if (e.stack) err.stack = e.stack;
-  return err;
-}
+import { decodePlainError, type Reply, type ToThread } from "./messages.js";
 
 export interface CallThreadOptions {
   /** Names the thread in errors and logs ("transport thread 0"). */

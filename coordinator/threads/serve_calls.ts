@@ -4,7 +4,7 @@
  * answers them in order.
  */
 import { parentPort } from "node:worker_threads";
-import { encodePlainError, type Reply, type ToThread } from "./call_thread.js";
+import { encodePlainError, type Reply, type ToThread } from "./messages.js";
 
 export interface CallHandlers<Call, Note> {
   call(call: Call): unknown;
