@@ -22,10 +22,10 @@ import { connectNats } from "../common/nats_connect.js";
 import type { MicroShard } from "../common/protocol.js";
 import { PROTOCOL_VERSION } from "../common/protocol.js";
 import { Adam } from "../coordinator/optim/optimizer.js";
-import { natsParamsBroadcast, type ParamsBroadcast } from "../coordinator/params_broadcast.js";
 import { reduceStep, toFloat32 } from "../coordinator/reduce.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
 import { serializeTrainStepRequest, trainStepParts } from "../coordinator/transport/grpc_messages.js";
+import { natsParamsBroadcast, type ParamsBroadcast } from "../coordinator/transport/params_broadcast.js";
 import { defaultTransportThreads, TransportThreads } from "../coordinator/transport/threaded_client.js";
 import { splitBlocks, WorkerPool } from "../coordinator/worker_pool.js";
 import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
@@ -105,9 +105,9 @@ async function measure(
   const threads = transportThreads > 0 ? new TransportThreads(transportThreads) : undefined;
   const clients = fakes.addresses.map((a, k) => {
     const options = { address: a, name: `fake-${k}`, releaseOnClose: false };
-    return threads ? threads.connect(options) : new GrpcWorkerClient(options);
+    return threads ? threads.connect(options, broadcast) : new GrpcWorkerClient(options, broadcast);
   });
-  const pool = new WorkerPool(clients);
+  const pool = new WorkerPool(clients, { params: broadcast });
   await pool.start({
     runId: "bench",
     protocolVersion: PROTOCOL_VERSION,
@@ -115,7 +115,6 @@ async function measure(
     weightsFingerprint: "0".repeat(64),
     model: { imgSize: 224, patchSize: 16, inChans: 3, embedDim: D, depth, numHeads: 12, mlpHidden: 3072 },
     data: { dataset: "cifar100", dataPath: "/none", imageSize: 224 },
-    ...(broadcast ? { paramsSubject: broadcast.subject } : {}),
   });
   await pool.publishState({
     version: 1,
@@ -147,10 +146,9 @@ async function measure(
       Av: master.Av.map(toFloat32),
       head: { classes, weight: toFloat32(master.W), bias: toFloat32(master.b) },
     };
-    const digest = broadcast?.publish(sent, D);
-    const published = digest === undefined ? undefined : { sha256: digest };
+    pool.publishParams(sent);
     const results = await pool.map(shards, (w, s) =>
-      w.trainStep({ stateVersion: 1, params: sent, shards: s, published }),
+      w.trainStep({ stateVersion: 1, params: sent, shards: s }),
     );
     const t1 = performance.now();
     // What the trainer does with a step's results.

@@ -3,7 +3,7 @@
  * classes) through the same worker code the run used, and compares the result with the run's own
  * metrics. Also the reader of a run directory that `inflora export` shares.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { RunConfig } from "../common/config.js";
 import { openDatasetIndex } from "../common/data/open_index.js";
@@ -12,6 +12,7 @@ import { type ModelSpec, PROTOCOL_VERSION } from "../common/protocol.js";
 import { checkpointName, readCheckpoint } from "../coordinator/checkpoint.js";
 import { type Evaluation, evaluateLogits, type RunMetrics, runMetrics } from "../coordinator/evaluation.js";
 import { batches, buildPlan, microShards, type RunPlan, testSamples } from "../coordinator/plan.js";
+import { RunDir } from "../coordinator/run_dir.js";
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
 import { RunDirError } from "./train.js";
@@ -30,7 +31,7 @@ export interface RunInfo {
 }
 
 export function readRunInfo(runDir: string): RunInfo {
-  const file = path.join(runDir, "run.json");
+  const file = new RunDir(runDir).runJson;
   if (!existsSync(file)) {
     throw new RunDirError(`${runDir}: no run.json; --run must be a run directory written by inflora train`);
   }
@@ -56,20 +57,9 @@ export function readRunInfo(runDir: string): RunInfo {
   };
 }
 
-/** Tasks with a checkpoint in RUN_DIR/checkpoints, ascending. */
-export function finishedTasks(runDir: string): number[] {
-  const dir = path.join(runDir, "checkpoints");
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .map((n) => /^task-(\d+)\.safetensors$/.exec(n))
-    .filter((m): m is RegExpExecArray => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b);
-}
-
 /** `task` when its checkpoint exists, the newest finished task when it is undefined. */
 export function resolveTask(runDir: string, task: number | undefined): number {
-  const done = finishedTasks(runDir);
+  const done = new RunDir(runDir).finishedTasks();
   if (done.length === 0) throw new RunDirError(`${runDir}: no checkpoints/task-XX.safetensors yet`);
   if (task === undefined) return done[done.length - 1];
   if (!done.includes(task)) {
@@ -81,7 +71,7 @@ export function resolveTask(runDir: string, task: number | undefined): number {
 }
 
 export function checkpointFile(runDir: string, task: number): string {
-  return path.join(runDir, "checkpoints", checkpointName(task));
+  return new RunDir(runDir).checkpoint(task);
 }
 
 export interface EvaluateOptions {
@@ -130,7 +120,7 @@ export async function openRunData(runDir: string, dataPath?: string): Promise<Ru
     mean: cfg.normalize_mean,
     std: cfg.normalize_std,
     onBadImage: cfg.on_bad_image,
-    manifestPath: path.join(runDir, "split_manifest.json"),
+    manifestPath: new RunDir(runDir).splitManifest,
   };
   const index = await openDatasetIndex(data);
   const plan = buildPlan(index, {
@@ -139,7 +129,7 @@ export async function openRunData(runDir: string, dataPath?: string): Promise<Ru
     initCls: cfg.init_cls,
     increment: cfg.increment,
     totalSessions: cfg.total_sessions,
-    source: path.join(runDir, "run.json"),
+    source: new RunDir(runDir).runJson,
   });
   if (JSON.stringify(plan.classOrder) !== JSON.stringify(run.classOrder)) {
     throw new RunDirError(`${runDir}: the class order rebuilt from ${data.dataPath} differs from run.json's`);
@@ -216,9 +206,9 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvaluateReport
 
 /** Lines naming every figure that differs from RUN_DIR/metrics.json for the evaluated tasks. */
 function compareWithRun(runDir: string, m: RunMetrics): string[] | undefined {
-  const file = path.join(runDir, "metrics.json");
-  if (!existsSync(file)) return undefined;
-  const own = JSON.parse(readFileSync(file, "utf8")) as RunMetrics;
+  const dir = new RunDir(runDir);
+  if (!existsSync(dir.metricsJson)) return undefined;
+  const own = dir.readMetrics();
   const out: string[] = [];
   m.curve.cil.forEach((v, t) => {
     if (own.curve.cil[t] !== v) out.push(`A_${t}: ${v} here, ${own.curve.cil[t]} in the run`);

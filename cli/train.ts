@@ -1,8 +1,7 @@
 /** `inflora train`: one run per seed, coordinator and workers wired together. */
 import { randomUUID } from "node:crypto";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
-import path from "node:path";
 import { loadConfig, type RunConfig } from "../common/config.js";
 import { openDatasetIndex } from "../common/data/open_index.js";
 import type { DataOptions } from "../common/data/options.js";
@@ -20,9 +19,10 @@ import { natsMembership } from "../coordinator/membership/nats_membership.js";
 import { staticMembership } from "../coordinator/membership/static_membership.js";
 import { CoordinatorMetrics } from "../coordinator/metrics.js";
 import { pushRunMetrics } from "../coordinator/metrics_push.js";
-import { natsParamsBroadcast } from "../coordinator/params_broadcast.js";
+import { RunDir } from "../coordinator/run_dir.js";
 import { Trainer, type TrainerInput } from "../coordinator/trainer.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
+import { natsParamsBroadcast, type ParamsBroadcast } from "../coordinator/transport/params_broadcast.js";
 import { defaultTransportThreads, TransportThreads } from "../coordinator/transport/threaded_client.js";
 import { WorkerPool } from "../coordinator/worker_pool.js";
 import { selectBackend } from "../worker/backend.js";
@@ -65,7 +65,7 @@ export interface TrainOptions {
   readonly onTrainer?: (trainer: Trainer, seed: number) => void;
 }
 
-export function dataOptions(cfg: RunConfig, imageSize: number, runDir: string): DataOptions {
+export function dataOptions(cfg: RunConfig, imageSize: number, dir: RunDir): DataOptions {
   return {
     dataset: cfg.dataset,
     dataPath: cfg.data_path,
@@ -73,7 +73,7 @@ export function dataOptions(cfg: RunConfig, imageSize: number, runDir: string): 
     mean: cfg.normalize_mean,
     std: cfg.normalize_std,
     onBadImage: cfg.on_bad_image,
-    manifestPath: path.join(runDir, "split_manifest.json"),
+    manifestPath: dir.splitManifest,
   };
 }
 
@@ -89,17 +89,6 @@ function versions(): Record<string, string> {
   return { inflora: packageVersion(), node: process.version, "tfjs-core": v("@tensorflow/tfjs-core") };
 }
 
-/** A resumed run keeps its id, so its events stay on the same NATS subjects. */
-function previousRunId(runDir: string, resume: boolean): string | undefined {
-  const file = path.join(runDir, "run.json");
-  if (!resume || !existsSync(file)) return undefined;
-  try {
-    return (JSON.parse(readFileSync(file, "utf8")) as { run_id?: string }).run_id;
-  } catch {
-    return undefined;
-  }
-}
-
 interface Workers {
   pool: WorkerPool;
   stop(): Promise<void>;
@@ -107,7 +96,12 @@ interface Workers {
 }
 
 /** Builds the run's worker pool from the options: in-process engines, local processes, a list or NATS. */
-async function openWorkers(opts: TrainOptions, backend: string | undefined, runId: string): Promise<Workers> {
+async function openWorkers(
+  opts: TrainOptions,
+  backend: string | undefined,
+  runId: string,
+  params: ParamsBroadcast | undefined,
+): Promise<Workers> {
   const callTimeoutMs = opts.callTimeoutMs ?? 600_000;
   const count = opts.workers ?? 1;
   if (opts.inProcess) {
@@ -122,7 +116,7 @@ async function openWorkers(opts: TrainOptions, backend: string | undefined, runI
   if (threads) log.info({ threads: threadCount }, "gRPC clients on transport threads");
   const connect = (e: WorkerEndpoint) => {
     const options = { address: e.address, name: e.id, security: opts.security, deadlineMs: callTimeoutMs };
-    return threads ? threads.connect(options) : new GrpcWorkerClient(options);
+    return threads ? threads.connect(options, params) : new GrpcWorkerClient(options, params);
   };
   const closeThreads = async () => {
     await threads?.close();
@@ -132,12 +126,12 @@ async function openWorkers(opts: TrainOptions, backend: string | undefined, runI
       const membership = opts.workerAddresses?.length
         ? staticMembership(opts.workerAddresses)
         : await natsMembership({ url: opts.nats!, auth: natsAuthFromEnv(), runId });
-      const pool = new WorkerPool([], { membership, connect, callTimeoutMs });
+      const pool = new WorkerPool([], { membership, connect, callTimeoutMs, params });
       return { pool, stop: closeThreads, describe: opts.workerAddresses?.length ? "static list" : "NATS" };
     }
     const local = await startLocalWorkers({ count, backend });
     const membership = staticMembership(local.workers.map((w) => w.address));
-    const pool = new WorkerPool([], { membership, connect, callTimeoutMs });
+    const pool = new WorkerPool([], { membership, connect, callTimeoutMs, params });
     return {
       pool,
       stop: async () => {
@@ -179,20 +173,26 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
   let ran = false;
   try {
     for (const seed of cfg.seeds) {
-      const runDir = cfg.seeds.length > 1 ? path.join(opts.out, `seed-${seed}`) : opts.out;
-      if (!opts.resume && existsSync(path.join(runDir, "run.json"))) {
+      const dir = RunDir.forSeed(opts.out, seed, cfg.seeds.length);
+      const runDir = dir.root;
+      if (!opts.resume && dir.holdsRun()) {
         throw new RunDirError(
           `${runDir} already holds a run; pass --resume to continue it, or choose another --out`,
         );
       }
-      const runId = previousRunId(runDir, opts.resume) ?? randomUUID();
-      const data = dataOptions(cfg, model.imgSize, runDir);
+      // A resumed run keeps its id, so its events stay on the same NATS subjects.
+      const runId = (opts.resume ? dir.runId() : undefined) ?? randomUUID();
+      const data = dataOptions(cfg, model.imgSize, dir);
       const index = await openDatasetIndex(data);
-      const workers = await openWorkers(opts, backendName, runId);
-      const events = opts.nats ? await natsEventSink({ url: opts.nats, auth: natsAuthFromEnv() }) : undefined;
       const paramsNats = opts.nats
         ? await connectNats(opts.nats, { auth: natsAuthFromEnv(), name: "inflora-coordinator-params" })
         : undefined;
+      const params = paramsNats ? natsParamsBroadcast(paramsNats, runId) : undefined;
+      const workers = await openWorkers(opts, backendName, runId, params).catch(async (err) => {
+        await paramsNats?.close().catch(() => {});
+        throw err;
+      });
+      const events = opts.nats ? await natsEventSink({ url: opts.nats, auth: natsAuthFromEnv() }) : undefined;
       try {
         const trainer = new Trainer({
           cfg,
@@ -209,14 +209,11 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
           versions: versions(),
           metrics,
           onStep: opts.onStep,
-          broadcast: paramsNats ? natsParamsBroadcast(paramsNats, runId) : undefined,
         });
         metrics.setRun(runId);
         trainer.eventLog.addSink(metrics.eventSink);
         if (events) trainer.eventLog.addSink(events.sink);
-        if (opts.resume && existsSync(path.join(runDir, "metrics.json"))) {
-          metrics.restoreAccuracy(path.join(runDir, "metrics.json"));
-        }
+        if (opts.resume && existsSync(dir.metricsJson)) metrics.restoreAccuracy(dir.metricsJson);
         log.info({ seed, runDir, runId, workers: workers.describe }, "run starting");
         opts.onTrainer?.(trainer, seed);
         ran = true;

@@ -7,6 +7,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import type { RunEvent } from "../coordinator/events.js";
+import { RunDir } from "../coordinator/run_dir.js";
 import { renderFrame } from "./watch_render.js";
 import { applyEvent, emptyState, type WatchState } from "./watch_state.js";
 import { tailLines } from "./watch_tail.js";
@@ -83,10 +84,13 @@ export async function runWatch(opts: WatchOptions): Promise<WatchState> {
 }
 
 function eventsFile(runDir: string, follow: boolean): string {
-  const file = path.join(runDir, "events.jsonl");
-  if (existsSync(file) || (follow && existsSync(path.join(runDir, "run.json")))) return file;
+  const dir = new RunDir(runDir);
+  const file = dir.eventsJsonl;
+  if (existsSync(file) || (follow && dir.holdsRun())) return file;
   const seeds = existsSync(runDir)
-    ? readdirSync(runDir).filter((d) => /^seed-/.test(d) && existsSync(path.join(runDir, d, "events.jsonl")))
+    ? readdirSync(runDir).filter(
+        (d) => /^seed-/.test(d) && existsSync(new RunDir(path.join(runDir, d)).eventsJsonl),
+      )
     : [];
   if (seeds.length > 0) {
     throw new WatchError(
@@ -101,7 +105,7 @@ function eventsFile(runDir: string, follow: boolean): string {
 function runIdFrom(runDir: string | undefined): string {
   if (!runDir)
     throw new WatchError("--nats needs the run id: pass --run ID, or a run directory holding run.json");
-  const file = path.join(runDir, "run.json");
+  const file = new RunDir(runDir).runJson;
   try {
     const id = (JSON.parse(readFileSync(file, "utf8")) as { run_id?: unknown }).run_id;
     if (typeof id === "string" && id !== "") return id;

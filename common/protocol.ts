@@ -29,8 +29,6 @@ export interface SetupRequest {
   readonly weightsFingerprint: string;
   readonly model: ModelSpec;
   readonly data: DataOptions;
-  /** The NATS subject the coordinator publishes each step's parameters on, if it does. */
-  readonly paramsSubject?: string;
 }
 
 export interface SetupReply {
@@ -39,8 +37,8 @@ export interface SetupReply {
   readonly weightsFingerprint: string;
   readonly backend: string;
   readonly device: string;
-  /** The worker subscribed to SetupRequest.paramsSubject. */
-  readonly paramsSubscribed?: boolean;
+  /** What the transport tells about this worker, for the event log (how its parameters travel, …). */
+  readonly transport?: Readonly<Record<string, string | number | boolean>>;
 }
 
 /** A finished task's adapters (paper notation): per block B [r, D] and A [D, r], row-major. */
@@ -117,11 +115,6 @@ export interface TrainStepRequest {
   /** Full parameters, or only their version when the worker is known to hold them. */
   readonly params: TrainParams | { readonly version: number };
   readonly shards: MicroShard[];
-  /**
-   * The full `params` were also published on NATS (see ParamSet) with this SHA-256 of their encoding: a
-   * transport whose worker subscribed may send only the version and the digest.
-   */
-  readonly published?: { readonly sha256: string };
 }
 
 export interface TrainStepResult {
@@ -155,6 +148,16 @@ export class StaleVersionError extends Error {
   ) {
     super(`worker lacks ${what} version ${wanted}`);
   }
+}
+
+/**
+ * The tag of errors that mean a worker broke the protocol (a malformed reply): the pool quarantines the
+ * sender instead of retrying it. A tag, not a class, so any transport's error class can carry it.
+ */
+export const MALFORMED_REPLY = "malformed-reply";
+
+export function isMalformedReply(err: unknown): boolean {
+  return (err as { tag?: unknown } | null)?.tag === MALFORMED_REPLY;
 }
 
 /** One worker as the coordinator sees it, whatever the transport. */

@@ -1,7 +1,7 @@
 /**
  * The checkpoint contract (docs/design.md#checkpoints): `checkpoints/task-XX.safetensors` in paper notation,
- * plus `state.*` entries a resume needs. Reading validates names, shapes and metadata and names the file
- * and tensor on any mismatch.
+ * everything a resume after task XX needs. Reading validates names, shapes and metadata and names the
+ * file and tensor on any mismatch.
  */
 import { readSafetensors, type StTensor, writeSafetensors } from "../common/safetensors.js";
 import type { ProjectionType } from "./inflora/dualgpm.js";
@@ -36,8 +36,6 @@ export interface CheckpointState {
   readonly memory: { basis: Mat; type: ProjectionType }[];
   readonly classOrder: number[];
   readonly configSha256: string;
-  /** Extra float64 state for resumes, stored as `state.<name>`. */
-  readonly extra?: Record<string, Float64Array>;
 }
 
 export function checkpointName(task: number): string {
@@ -68,9 +66,6 @@ export async function writeCheckpoint(file: string, s: CheckpointState, D: numbe
       data: m.basis.data,
     });
   });
-  for (const [name, data] of Object.entries(s.extra ?? {})) {
-    tensors.set(`state.${name}`, { dtype: "F64", shape: [data.length], data });
-  }
   await writeSafetensors(file, tensors, {
     format: CHECKPOINT_FORMAT,
     task: String(s.task),
@@ -144,11 +139,7 @@ export async function readCheckpoint(
     const t = get(`dualgpm.${i}.basis`, [D, null], "F64");
     return { type, basis: { rows: D, cols: t.shape[1], data: t.data as Float64Array } };
   });
-  const extra: Record<string, Float64Array> = {};
-  for (const [name, t] of tensors) {
-    if (name.startsWith("state.") && t.data instanceof Float64Array) extra[name.slice(6)] = t.data;
-  }
-  return { task, adapters, heads, memory, classOrder, configSha256: metadata.config_sha256 ?? "", extra };
+  return { task, adapters, heads, memory, classOrder, configSha256: metadata.config_sha256 ?? "" };
 }
 
 export async function writePredictions(

@@ -15,22 +15,14 @@ import {
 import type { CovarianceResult, TrainStepResult } from "../common/protocol.js";
 import { type RunMetrics, runMetrics } from "./evaluation.js";
 import type { EventName, RunEvent } from "./events.js";
+import { PHASES as TASK_PHASES } from "./methods.js";
 
 export type AllReduceKind = "gradients" | "covariance";
 export type LinalgKind = "design" | "dualgpm";
 export type RunStatus = "running" | "finished" | "failed";
 
-/** The trainer's phases; `DONE` is set by run_finished (the trainer emits no phase_started for it). */
-const PHASES = [
-  "COVARIANCE_PRE",
-  "DESIGN",
-  "TRAIN",
-  "COVARIANCE_POST",
-  "DUALGPM",
-  "EVAL",
-  "CHECKPOINT",
-  "DONE",
-];
+/** Every method's phases; `DONE` is set by run_finished (the trainer emits no phase_started for it). */
+const PHASES = [...TASK_PHASES, "DONE"];
 const STATUSES: readonly RunStatus[] = ["running", "finished", "failed"];
 const EVENT_NAMES: readonly EventName[] = [
   "run_started",

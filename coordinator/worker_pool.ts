@@ -7,11 +7,14 @@
 import { log } from "../common/log.js";
 import type { Membership, MembershipEvent, WorkerEndpoint } from "../common/membership/types.js";
 import {
+  isMalformedReply,
+  MALFORMED_REPLY,
   type MicroShard,
   type SetupReply,
   type SetupRequest,
   StaleVersionError,
   type TaskState,
+  type TrainParams,
   type WorkerClient,
 } from "../common/protocol.js";
 
@@ -50,11 +53,16 @@ export interface PoolOptions {
    */
   readonly maxConsecutiveFailures?: number;
   readonly events?: Partial<PoolEvents>;
+  /**
+   * Carries each step's parameters to every worker at once (NATS), so that the transports may send a
+   * worker only their version; without it, each worker's transport sends them in full.
+   */
+  readonly params?: ParamsPublisher;
 }
 
-/** Raised by a transport when a reply is malformed: the sender is quarantined, not just retried. */
-export function isMalformedReply(err: unknown): boolean {
-  return (err as Error)?.name === "MalformedReplyError";
+/** The transports' side of `publishParams`. */
+export interface ParamsPublisher {
+  publish(params: TrainParams, D: number): void;
 }
 
 export class NoWorkersError extends Error {
@@ -63,6 +71,12 @@ export class NoWorkersError extends Error {
 
 class CallTimeout extends Error {
   override readonly name = "CallTimeout";
+}
+
+/** A worker answered for other shards than it was given: quarantined, as for any malformed reply. */
+class ShardMismatchError extends Error {
+  override readonly name = "ShardMismatchError";
+  readonly tag = MALFORMED_REPLY;
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -80,7 +94,8 @@ export class WorkerPool {
   private setupReq?: SetupRequest;
   private latestState?: TaskState;
   private unsubscribe?: () => void;
-  private readonly opts: Required<Omit<PoolOptions, "connect" | "membership" | "events">> & PoolOptions;
+  private readonly opts: Required<Omit<PoolOptions, "connect" | "membership" | "events" | "params">> &
+    PoolOptions;
   private events: Partial<PoolEvents>;
 
   constructor(initial: WorkerClient[], opts: PoolOptions = {}) {
@@ -215,6 +230,16 @@ export class WorkerPool {
     this.latestState = state;
   }
 
+  /**
+   * Publishes a step's parameters ahead of the calls that name them, where the transports have a way to
+   * reach every worker at once; the calls still carry them for any worker that did not get them.
+   */
+  publishParams(params: TrainParams): void {
+    const req = this.setupReq;
+    if (!req) throw new Error("worker pool used before start()");
+    this.opts.params?.publish(params, req.model.embedDim);
+  }
+
   private async ensureState(m: PoolMember): Promise<void> {
     const s = this.latestState;
     if (!s || m.stateVersion === s.version) return;
@@ -244,11 +269,8 @@ export class WorkerPool {
             const out = await this.callMember(m, block, call);
             const want = new Set(block.map((s) => s.index));
             if (out.length !== block.length || out.some((r) => !want.has(r.index))) {
-              throw Object.assign(
-                new Error(`${m.id} answered shards [${out.map((r) => r.index)}] for [${[...want]}]`),
-                {
-                  name: "MalformedReplyError",
-                },
+              throw new ShardMismatchError(
+                `${m.id} answered shards [${out.map((r) => r.index)}] for [${[...want]}]`,
               );
             }
             for (const r of out) results.set(r.index, r);

@@ -116,7 +116,6 @@ export function decodeSetup(req: PbSetupRequest): SetupRequest {
     protocolVersion: req.protocolVersion,
     weightsPath: nonEmpty(req.weightsPath, "weights_path"),
     weightsFingerprint: nonEmpty(req.weightsFingerprint, "weights_fingerprint"),
-    ...(req.paramsSubject ? { paramsSubject: req.paramsSubject } : {}),
     model,
     data: {
       dataset: nonEmpty(d.dataset, "data.dataset"),

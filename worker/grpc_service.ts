@@ -117,6 +117,8 @@ export class WorkerGrpcService {
 
   private async setup(call: ServerUnaryCall<SetupRequest, SetupResponse>): Promise<SetupResponse> {
     const req = decodeSetup(decoded(call.request, "request"));
+    // The NATS subject of the coordinator's published parameters: the gRPC transport's own field.
+    const subject = call.request.paramsSubject || undefined;
     if (req.protocolVersion !== PROTOCOL_VERSION) {
       throw new WorkerRefusal(
         "protocol-version",
@@ -127,7 +129,6 @@ export class WorkerGrpcService {
       const reply = await this.serial(call, () => this.worker.setup(req));
       if (this.current?.runId !== req.runId) this.paramsClasses.clear();
       this.current = { runId: req.runId, dims: dimsOf(req.model) };
-      const subject = req.paramsSubject;
       const paramsSubscribed =
         subject !== undefined &&
         (this.options.paramsFeed?.follow(subject, req.model.embedDim, req.model.depth) ?? false);

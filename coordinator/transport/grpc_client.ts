@@ -50,6 +50,7 @@ import {
   type WorkerClient,
 } from "../../common/protocol.js";
 import { TensorCodecError } from "../../common/tensor_codec.js";
+import type { SetupResponse as PbSetupResponse } from "../../proto/gen/inflora/v1/setup.js";
 import type { SetTaskStateRequest } from "../../proto/gen/inflora/v1/state.js";
 import { type WorkerClient as PbWorkerClient, WorkerService } from "../../proto/gen/inflora/v1/worker.js";
 import {
@@ -66,6 +67,7 @@ import {
   type ReplyContext,
   TrainReplies,
 } from "./grpc_replies.js";
+import type { PublishedParams } from "./params_broadcast.js";
 
 export { MalformedReplyError };
 
@@ -141,7 +143,11 @@ export class GrpcWorkerClient implements WorkerClient {
   /** Steps whose parameters went by digest, and those the worker then needed resent over gRPC. */
   readonly paramsByDigest = { sent: 0, resent: 0 };
 
-  constructor(private readonly options: GrpcWorkerClientOptions) {
+  constructor(
+    private readonly options: GrpcWorkerClientOptions,
+    /** The parameters the coordinator publishes on NATS, when it does. */
+    private readonly published?: PublishedParams,
+  ) {
     this.address = options.address;
     this.name = options.name ?? `grpc:${options.address}`;
     const security = options.security ?? {};
@@ -168,8 +174,9 @@ export class GrpcWorkerClient implements WorkerClient {
   }
 
   async setup(req: SetupRequest): Promise<SetupReply> {
-    const reply = await new Promise<SetupReply>((resolve, reject) => {
-      this.client.setup(setupToPb(req), new Metadata(), this.callOptions("setup"), (err, res) => {
+    const reply = await new Promise<PbSetupResponse>((resolve, reject) => {
+      const subject = this.published?.subject;
+      this.client.setup(setupToPb(req, subject), new Metadata(), this.callOptions("setup"), (err, res) => {
         if (err) reject(this.callError(err, "setup"));
         else resolve(res);
       });
@@ -189,8 +196,11 @@ export class GrpcWorkerClient implements WorkerClient {
     }
     this.run = { runId: req.runId, D: req.model.embedDim, depth: req.model.depth };
     this.workerId = reply.workerId;
-    this.paramsSubscribed = Boolean(req.paramsSubject) && reply.paramsSubscribed === true;
-    return reply;
+    this.paramsSubscribed = this.published !== undefined && reply.paramsSubscribed === true;
+    const { workerId, protocolVersion, weightsFingerprint, backend, device } = reply;
+    // Whether the worker takes each step's parameters from the NATS publish (else one gRPC copy each).
+    const transport = { params_over_nats: this.paramsSubscribed };
+    return { workerId, protocolVersion, weightsFingerprint, backend, device, transport };
   }
 
   async setTaskState(state: TaskState): Promise<void> {
@@ -233,19 +243,21 @@ export class GrpcWorkerClient implements WorkerClient {
    * gRPC; a worker that did not get them (or got others) answers "stale params", and they are resent.
    */
   async trainStep(req: TrainStepRequest): Promise<TrainStepResult[]> {
-    if (!(req.published && this.paramsSubscribed && "Ak" in req.params))
-      return this.trainStepOnce(req, false);
+    const digest =
+      this.paramsSubscribed && "Ak" in req.params ? this.published?.digestOf(req.params.version) : undefined;
+    if (digest === undefined) return this.trainStepOnce(req);
     this.paramsByDigest.sent++;
     try {
-      return await this.trainStepOnce(req, true);
+      return await this.trainStepOnce(req, digest);
     } catch (err) {
       if (!(err instanceof StaleVersionError && err.what === "params")) throw err;
       this.paramsByDigest.resent++;
-      return this.trainStepOnce(req, false);
+      return this.trainStepOnce(req);
     }
   }
 
-  private async trainStepOnce(req: TrainStepRequest, byDigest: boolean): Promise<TrainStepResult[]> {
+  /** `digest`: send only the header, naming the parameters published on NATS with this SHA-256. */
+  private async trainStepOnce(req: TrainStepRequest, digest?: string): Promise<TrainStepResult[]> {
     const run = this.requireRun("trainStep");
     const p = req.params;
     const known =
@@ -258,7 +270,7 @@ export class GrpcWorkerClient implements WorkerClient {
     );
     const call = this.client.trainStep(new Metadata(), this.callOptions("trainStep"));
     const reading = this.collect(call, "trainStep", (msg) => replies.add(msg));
-    await writeAll(call, trainStepParts(req, run.runId, run.D, byDigest), reading);
+    await writeAll(call, trainStepParts(req, run.runId, run.D, digest), reading);
     await reading;
     const results = replies.finish();
     if ("Ak" in p) remember(this.paramsShape, p.version, known!);

@@ -35,7 +35,8 @@ function dataToPb(d: DataOptions): PbDataOptions {
   };
 }
 
-export function setupToPb(req: SetupRequest): PbSetupRequest {
+/** `paramsSubject`: the NATS subject the coordinator publishes each step's parameters on, if it does. */
+export function setupToPb(req: SetupRequest, paramsSubject?: string): PbSetupRequest {
   return {
     runId: req.runId,
     protocolVersion: req.protocolVersion,
@@ -43,7 +44,7 @@ export function setupToPb(req: SetupRequest): PbSetupRequest {
     weightsFingerprint: req.weightsFingerprint,
     model: { ...req.model },
     data: dataToPb(req.data),
-    paramsSubject: req.paramsSubject ?? "",
+    paramsSubject: paramsSubject ?? "",
   };
 }
 
@@ -162,16 +163,16 @@ function paramParts(full: FullParams, D: number): pb.TrainStepRequest[] {
 
 /**
  * The TrainStep request stream: header, then (full parameters only) every block's A and the head. With
- * `byDigest` and parameters that were published on NATS, only the header, naming their digest.
+ * `sha256`, the digest of full parameters published on NATS, only the header, naming it.
  */
 export function* trainStepParts(
   req: TrainStepRequest,
   runId: string,
   D: number,
-  byDigest = false,
+  sha256?: string,
 ): Generator<pb.TrainStepRequest> {
   const full = "Ak" in req.params ? req.params : undefined;
-  const digest = byDigest && full && req.published ? Buffer.from(req.published.sha256, "hex") : undefined;
+  const digest = full && sha256 ? Buffer.from(sha256, "hex") : undefined;
   yield {
     part: {
       $case: "header",

@@ -6,7 +6,13 @@
  * quarantine the sender and redo its shards elsewhere.
  */
 import { flatElement, flatLength, unflatten } from "../../common/flat_params.js";
-import type { CovarianceResult, EvalResult, MicroShard, TrainStepResult } from "../../common/protocol.js";
+import {
+  type CovarianceResult,
+  type EvalResult,
+  MALFORMED_REPLY,
+  type MicroShard,
+  type TrainStepResult,
+} from "../../common/protocol.js";
 import {
   checkTensor,
   type DecodeSpec,
@@ -19,6 +25,8 @@ import type * as pb from "../../proto/gen/inflora/v1/compute.js";
 
 export class MalformedReplyError extends Error {
   override readonly name = "MalformedReplyError";
+  /** The pool quarantines the sender of any error with this tag. */
+  readonly tag = MALFORMED_REPLY;
   constructor(
     /** The worker's name (its address, unless named otherwise). */
     readonly worker: string,

@@ -1,8 +1,8 @@
 /**
  * What the main thread and a transport thread say to each other (see threaded_client.ts; carried by
- * threads/call_thread.ts), and how the transport's errors cross the thread boundary with their class:
- * the worker pool tells a malformed reply (quarantine), a stale version (resend) and a failed call
- * (retry) apart by class and fields.
+ * threads/call_thread.ts), and how the transport's errors cross the thread boundary with their class and
+ * tag: the worker pool tells a malformed reply (quarantine, by its tag), a stale version (resend) and a
+ * failed call (retry) apart.
  */
 import type {
   CovarianceRequest,
@@ -11,7 +11,6 @@ import type {
   MicroShard,
   SetupRequest,
   TaskState,
-  TrainStepRequest,
 } from "../../common/protocol.js";
 import { StaleVersionError } from "../../common/protocol.js";
 import type { GrpcWorkerClientOptions } from "./grpc_client.js";
@@ -24,7 +23,6 @@ export interface ThreadTrainStep {
   /** Send the full parameters of `paramsVersion` (the thread holds them), not only the version. */
   readonly full: boolean;
   readonly shards: MicroShard[];
-  readonly published?: TrainStepRequest["published"];
 }
 
 export type CallMessage =
@@ -37,10 +35,18 @@ export type CallMessage =
 
 /** One-way notes to a transport thread: a client to open, a version's parameters to hold. */
 export type ThreadNote =
-  | { readonly op: "open"; readonly client: number; readonly options: GrpcWorkerClientOptions }
+  | {
+      readonly op: "open";
+      readonly client: number;
+      readonly options: GrpcWorkerClientOptions;
+      /** The NATS subject of the published parameters, when the coordinator publishes them. */
+      readonly paramsSubject?: string;
+    }
   | {
       readonly op: "params";
       readonly version: number;
+      /** The SHA-256 of their published encoding, when they were published. */
+      readonly digest?: string;
       readonly Ak: Float32Array[];
       readonly Av: Float32Array[];
       readonly head: HeadPayload;
@@ -66,7 +72,13 @@ export type SerializedError =
       readonly reason?: WorkerRpcError["reason"];
     }
   | { readonly kind: "stale"; readonly what: "state" | "params"; readonly wanted: number }
-  | { readonly kind: "other"; readonly name: string; readonly message: string; readonly stack?: string };
+  | {
+      readonly kind: "other";
+      readonly name: string;
+      readonly message: string;
+      readonly stack?: string;
+      readonly tag?: string;
+    };
 
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof MalformedReplyError) {
@@ -90,7 +102,14 @@ export function serializeError(err: unknown): SerializedError {
   }
   if (err instanceof StaleVersionError) return { kind: "stale", what: err.what, wanted: err.wanted };
   const e = err instanceof Error ? err : new Error(String(err));
-  return { kind: "other", name: e.name, message: e.message, stack: e.stack };
+  const tag = (e as { tag?: unknown }).tag;
+  return {
+    kind: "other",
+    name: e.name,
+    message: e.message,
+    stack: e.stack,
+    ...(typeof tag === "string" ? { tag } : {}),
+  };
 }
 
 export function deserializeError(e: SerializedError): Error {
@@ -105,7 +124,7 @@ export function deserializeError(e: SerializedError): Error {
       const err = new Error(e.message);
       err.name = e.name;
       if (e.stack) err.stack = e.stack;
-      return err;
+      return e.tag === undefined ? err : Object.assign(err, { tag: e.tag });
     }
   }
 }

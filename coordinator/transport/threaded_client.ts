@@ -19,12 +19,14 @@ import type {
   SetupReply,
   SetupRequest,
   TaskState,
+  TrainParams,
   TrainStepRequest,
   TrainStepResult,
   WorkerClient,
 } from "../../common/protocol.js";
 import { CallThread, startThread } from "../threads/call_thread.js";
 import type { GrpcWorkerClientOptions } from "./grpc_client.js";
+import type { PublishedParams } from "./params_broadcast.js";
 import {
   type CallMessage,
   deserializeError,
@@ -38,7 +40,8 @@ const MAX_THREAD_RESTARTS = 3;
 
 /** One transport thread: a CallThread, the clients it runs, the parameters it holds. */
 class TransportThread {
-  readonly clients = new Map<number, GrpcWorkerClientOptions>();
+  /** Each client's options and the subject of the published parameters it follows (if any). */
+  readonly clients = new Map<number, { options: GrpcWorkerClientOptions; paramsSubject?: string }>();
   /** Parameter objects already sent to this thread (weakly: they go with the step that made them). */
   private sentParams = new WeakSet<object>();
   private readonly thread: CallThread;
@@ -52,23 +55,26 @@ class TransportThread {
       // A new thread holds nothing: it reopens its clients and gets each step's parameters again.
       onStart: (thread) => {
         this.sentParams = new WeakSet();
-        for (const [client, options] of this.clients)
-          thread.note({ op: "open", client, options } satisfies ThreadNote);
+        for (const [client, open] of this.clients)
+          thread.note({ op: "open", client, ...open } satisfies ThreadNote);
       },
     });
   }
 
-  open(client: number, options: GrpcWorkerClientOptions): void {
-    this.clients.set(client, options);
-    this.thread.note({ op: "open", client, options } satisfies ThreadNote);
+  open(client: number, options: GrpcWorkerClientOptions, paramsSubject: string | undefined): void {
+    this.clients.set(client, { options, paramsSubject });
+    this.thread.note({ op: "open", client, options, paramsSubject } satisfies ThreadNote);
   }
 
   call(client: number, call: CallMessage): Promise<unknown> {
     return this.thread.call({ client, ...call } satisfies ThreadCall);
   }
 
-  /** Sends a step's parameters once per parameter object (the first call of the step that needs them). */
-  sendParams(p: Extract<TrainStepRequest["params"], { Ak: unknown }>): void {
+  /**
+   * Sends a step's parameters once per parameter object (the first call of the step that needs them),
+   * with the digest they were published on NATS under, if they were.
+   */
+  sendParams(p: TrainParams, digest: string | undefined): void {
     if (this.sentParams.has(p)) return;
     this.sentParams.add(p);
     this.thread.note({
@@ -77,6 +83,7 @@ class TransportThread {
       Ak: p.Ak,
       Av: p.Av,
       head: p.head,
+      digest,
     } satisfies ThreadNote);
   }
 
@@ -101,14 +108,15 @@ export class TransportThreads {
     return this.threads.length;
   }
 
-  connect(options: GrpcWorkerClientOptions): WorkerClient {
+  /** `published`: the parameters the coordinator publishes on NATS, when it does. */
+  connect(options: GrpcWorkerClientOptions, published?: PublishedParams): WorkerClient {
     // Configuration errors (an unreadable token or certificate file) surface here, as with a direct client.
     resolveToken(options.security ?? {});
     channelCredentials(options.security?.tls);
     const thread = this.threads.reduce((a, b) => (b.clients.size < a.clients.size ? b : a));
     const id = ++this.nextClient;
-    thread.open(id, options);
-    return new ThreadedWorkerClient(thread, id, options, () => thread.clients.delete(id));
+    thread.open(id, options, published?.subject);
+    return new ThreadedWorkerClient(thread, id, options, published, () => thread.clients.delete(id));
   }
 
   async close(): Promise<void> {
@@ -125,6 +133,7 @@ class ThreadedWorkerClient implements WorkerClient {
     private readonly thread: TransportThread,
     private readonly id: number,
     options: GrpcWorkerClientOptions,
+    private readonly published: PublishedParams | undefined,
     private readonly forget: () => void,
   ) {
     this.address = options.address;
@@ -151,7 +160,7 @@ class ThreadedWorkerClient implements WorkerClient {
   trainStep(req: TrainStepRequest): Promise<TrainStepResult[]> {
     const p = req.params;
     const full = "Ak" in p;
-    if (full) this.thread.sendParams(p);
+    if (full) this.thread.sendParams(p, this.published?.digestOf(p.version));
     return this.call({
       method: "trainStep",
       arg: {
@@ -159,7 +168,6 @@ class ThreadedWorkerClient implements WorkerClient {
         paramsVersion: p.version,
         full,
         shards: req.shards,
-        published: req.published,
       },
     });
   }

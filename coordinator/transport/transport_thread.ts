@@ -7,6 +7,7 @@
 import type { TrainParams } from "../../common/protocol.js";
 import { serveCalls } from "../threads/serve_calls.js";
 import { GrpcWorkerClient } from "./grpc_client.js";
+import type { PublishedParams } from "./params_broadcast.js";
 import {
   type CallMessage,
   serializeError,
@@ -25,6 +26,12 @@ const broken = new Map<number, unknown>();
  */
 const params = new Map<number, TrainParams>();
 const KEEP_VERSIONS = 3;
+/** The digests those versions were published on NATS under (the main thread's broadcast, relayed). */
+const digests = new Map<number, string>();
+
+function publishedOn(subject: string | undefined): PublishedParams | undefined {
+  return subject === undefined ? undefined : { subject, digestOf: (version) => digests.get(version) };
+}
 
 function run(client: GrpcWorkerClient, call: CallMessage): Promise<unknown> {
   switch (call.method) {
@@ -42,11 +49,11 @@ function run(client: GrpcWorkerClient, call: CallMessage): Promise<unknown> {
       });
       return client.close();
     case "trainStep": {
-      const { stateVersion, paramsVersion, full, shards, published } = call.arg;
+      const { stateVersion, paramsVersion, full, shards } = call.arg;
       const p = full ? params.get(paramsVersion) : { version: paramsVersion };
       // The main thread sends a version's parameters before the first call that needs them.
       if (!p) throw new Error(`transport thread: parameters of version ${paramsVersion} never arrived`);
-      return client.trainStep({ stateVersion, params: p, shards, published });
+      return client.trainStep({ stateVersion, params: p, shards });
     }
   }
 }
@@ -56,14 +63,18 @@ serveCalls<ThreadCall, ThreadNote>({
     switch (msg.op) {
       case "open":
         try {
-          clients.set(msg.client, new GrpcWorkerClient(msg.options));
+          clients.set(msg.client, new GrpcWorkerClient(msg.options, publishedOn(msg.paramsSubject)));
         } catch (err) {
           broken.set(msg.client, err);
         }
         return;
       case "params":
         params.set(msg.version, { version: msg.version, Ak: msg.Ak, Av: msg.Av, head: msg.head });
-        for (const v of [...params.keys()].sort((a, b) => a - b).slice(0, -KEEP_VERSIONS)) params.delete(v);
+        if (msg.digest !== undefined) digests.set(msg.version, msg.digest);
+        for (const v of [...params.keys()].sort((a, b) => a - b).slice(0, -KEEP_VERSIONS)) {
+          params.delete(v);
+          digests.delete(v);
+        }
         return;
     }
   },

@@ -107,8 +107,8 @@ describe("WorkerEngine over gRPC", () => {
     const b = await direct.setup(setup);
     expect(a.workerId).toBe(served.workerId);
     // The one transport-level field: this server has no NATS parameter feed.
-    const { paramsSubscribed, ...rest } = a;
-    expect(paramsSubscribed).toBe(false);
+    const { transport, ...rest } = a;
+    expect(transport).toEqual({ params_over_nats: false });
     expect({ ...rest, workerId: "" }).toEqual({ ...b, workerId: "" });
   });
 

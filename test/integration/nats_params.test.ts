@@ -10,8 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats } from "../../common/nats_connect.js";
 import { encodeParamSet } from "../../common/param_set.js";
 import type { MicroShard, TrainParams, TrainStepResult } from "../../common/protocol.js";
-import { natsParamsBroadcast, paramsSubject } from "../../coordinator/params_broadcast.js";
 import { GrpcWorkerClient } from "../../coordinator/transport/grpc_client.js";
+import {
+  natsParamsBroadcast,
+  type ParamsBroadcast,
+  type PublishedParams,
+  paramsSubject,
+} from "../../coordinator/transport/params_broadcast.js";
 import { serveWorker, type WorkerServerHandle } from "../../worker/grpc_server.js";
 import { NatsParamsFeed } from "../../worker/nats_params.js";
 import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
@@ -50,6 +55,9 @@ let feed: NatsParamsFeed;
 const worker = new FakeWorker();
 let server: WorkerServerHandle;
 let client: GrpcWorkerClient;
+let broadcast: ParamsBroadcast;
+/** Digests the client is told for versions nobody published (or published otherwise). */
+const claimed = new Map<number, string>();
 
 beforeAll(async () => {
   nats = await startNatsServer();
@@ -57,9 +65,17 @@ beforeAll(async () => {
   workerNc = await connectNats(nats.url);
   feed = new NatsParamsFeed(workerNc);
   server = await serveWorker({ worker, listen: "127.0.0.1:0", paramsFeed: feed });
-  client = new GrpcWorkerClient({ address: server.address, name: "worker-a", releaseOnClose: false });
-  const reply = await client.setup({ ...setupRequest(D, depth, RUN), paramsSubject: paramsSubject(RUN) });
-  expect(reply.paramsSubscribed).toBe(true);
+  broadcast = natsParamsBroadcast(coordinatorNc, RUN);
+  const published: PublishedParams = {
+    subject: broadcast.subject,
+    digestOf: (version) => claimed.get(version) ?? broadcast.digestOf(version),
+  };
+  client = new GrpcWorkerClient(
+    { address: server.address, name: "worker-a", releaseOnClose: false },
+    published,
+  );
+  const reply = await client.setup(setupRequest(D, depth, RUN));
+  expect(reply.transport).toEqual({ params_over_nats: true });
   worker.trainReply = (req) => req.shards.map(grads);
 }, 60_000);
 
@@ -84,17 +100,11 @@ const sameParams = (a: TrainParams, b: TrainParams) => {
 
 describe("parameters over NATS", () => {
   it("a subscribed worker takes the published parameters; only the digest crossed gRPC", async () => {
-    const broadcast = natsParamsBroadcast(coordinatorNc, RUN);
     for (const version of [11, 12, 13]) {
       const p = params(version, version);
-      const sha256 = broadcast.publish(p, D);
-      expect(sha256).toMatch(/^[0-9a-f]{64}$/);
-      const res = await client.trainStep({
-        stateVersion: 1,
-        params: p,
-        shards,
-        published: { sha256: sha256! },
-      });
+      broadcast.publish(p, D);
+      expect(broadcast.digestOf(version)).toMatch(/^[0-9a-f]{64}$/);
+      const res = await client.trainStep({ stateVersion: 1, params: p, shards });
       expect(res[0].gradAk[1]).toEqual(values(D * r, 2));
       sameParams(lastParams(), p);
     }
@@ -105,8 +115,8 @@ describe("parameters over NATS", () => {
     const p = params(20, 7);
     const before = { ...client.paramsByDigest };
     // A digest for bytes nobody published.
-    const sha256 = "ab".repeat(32);
-    await client.trainStep({ stateVersion: 1, params: p, shards, published: { sha256 } });
+    claimed.set(20, "ab".repeat(32));
+    await client.trainStep({ stateVersion: 1, params: p, shards });
     sameParams(lastParams(), p);
     expect(client.paramsByDigest).toEqual({ sent: before.sent + 1, resent: before.resent + 1 });
   });
@@ -114,14 +124,14 @@ describe("parameters over NATS", () => {
   it("forged parameters under the same version are never used", async () => {
     const real = params(30, 1);
     const forged = params(30, 99);
-    const broadcast = natsParamsBroadcast(coordinatorNc, RUN);
     // The forgery arrives first and last; the worker uses the bytes the coordinator named.
     coordinatorNc.publish(paramsSubject(RUN), encodeParamSet(forged, D));
-    const sha256 = broadcast.publish(real, D)!;
+    broadcast.publish(real, D);
     coordinatorNc.publish(paramsSubject(RUN), encodeParamSet(forged, D));
     await coordinatorNc.flush();
     const before = { ...client.paramsByDigest };
-    await client.trainStep({ stateVersion: 1, params: real, shards, published: { sha256 } });
+    await client.trainStep({ stateVersion: 1, params: real, shards });
+    expect(client.paramsByDigest.sent).toBe(before.sent + 1);
     sameParams(lastParams(), real);
     expect(client.paramsByDigest.resent).toBe(before.resent);
 
@@ -129,8 +139,8 @@ describe("parameters over NATS", () => {
     const next = params(31, 2);
     const forgedNext = encodeParamSet(params(31, 50), D);
     coordinatorNc.publish(paramsSubject(RUN), forgedNext);
-    const unpublished = "cd".repeat(32);
-    await client.trainStep({ stateVersion: 1, params: next, shards, published: { sha256: unpublished } });
+    claimed.set(31, "cd".repeat(32));
+    await client.trainStep({ stateVersion: 1, params: next, shards });
     sameParams(lastParams(), next);
     expect(client.paramsByDigest.resent).toBe(before.resent + 1);
   });

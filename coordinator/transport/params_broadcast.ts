@@ -6,15 +6,22 @@
  * stored, and the subject lies outside the events stream's `inflora.>`.
  */
 import type { NatsConnection } from "@nats-io/transport-node";
-import { log } from "../common/log.js";
-import { encodeParamSet, sha256Hex } from "../common/param_set.js";
-import type { TrainParams } from "../common/protocol.js";
+import { log } from "../../common/log.js";
+import { encodeParamSet, sha256Hex } from "../../common/param_set.js";
+import type { ParamsPublisher } from "../worker_pool.js";
 
-export interface ParamsBroadcast {
+/** What a gRPC client needs of the broadcast: the subject its worker follows, and what went out. */
+export interface PublishedParams {
   readonly subject: string;
-  /** Publishes `p`; the SHA-256 of what went out, or undefined when it cannot go (too large). */
-  publish(p: TrainParams, D: number): string | undefined;
+  /** The SHA-256 (hex) of the published encoding of `version`; undefined when it was not published. */
+  digestOf(version: number): string | undefined;
 }
+
+/** The pool publishes through it (`WorkerPool.publishParams`); the gRPC clients read it. */
+export interface ParamsBroadcast extends PublishedParams, ParamsPublisher {}
+
+/** Digests kept: a retried or late call may still name the previous version. */
+const KEEP_VERSIONS = 3;
 
 export function paramsSubject(runId: string): string {
   return `inflora-params.${runId}`;
@@ -22,9 +29,11 @@ export function paramsSubject(runId: string): string {
 
 export function natsParamsBroadcast(nc: NatsConnection, runId: string): ParamsBroadcast {
   const subject = paramsSubject(runId);
+  const digests = new Map<number, string>();
   let warned = false;
   return {
     subject,
+    digestOf: (version) => digests.get(version),
     publish(p, D) {
       const bytes = encodeParamSet(p, D);
       const max = nc.info?.max_payload ?? 1024 * 1024;
@@ -36,10 +45,11 @@ export function natsParamsBroadcast(nc: NatsConnection, runId: string): ParamsBr
           );
           warned = true;
         }
-        return undefined;
+        return;
       }
       nc.publish(subject, bytes);
-      return sha256Hex(bytes);
+      digests.set(p.version, sha256Hex(bytes));
+      for (const v of [...digests.keys()].slice(0, -KEEP_VERSIONS)) digests.delete(v);
     },
   };
 }
