@@ -48,6 +48,21 @@ beforeAll(async () => {
 
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
+/** The last start of a run in `dir`: where it entered the phase machine, and the phases of that task. */
+function resumedPhases(dir: string) {
+  const events = readFileSync(path.join(dir, "events.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  const start = events.map((e) => e.event).lastIndexOf("run_started");
+  const { resumed_at_task, entry_phase } = events[start];
+  const phases = events
+    .slice(start)
+    .filter((e) => e.event === "phase_started" && e.task === resumed_at_task)
+    .map((e) => e.phase);
+  return { entry: { resumed_at_task, entry_phase }, phases };
+}
+
 describe("the reference fixture run", () => {
   it("matches every checkpoint within the reference tolerances", async () => {
     await expectCheckpointsMatchReference(runBin);
@@ -153,6 +168,10 @@ describe("the reference fixture run", () => {
       inProcess: true,
       resume: true,
     });
+    expect(resumedPhases(runResume)).toEqual({
+      entry: { resumed_at_task: 3, entry_phase: "COVARIANCE_PRE" },
+      phases: ["COVARIANCE_PRE", "DESIGN", "TRAIN", "COVARIANCE_POST", "DUALGPM", "EVAL", "CHECKPOINT"],
+    });
     expect(readFileSync(path.join(runResume, "metrics.json"), "utf8")).toBe(
       readFileSync(path.join(runBin, "metrics.json"), "utf8"),
     );
@@ -186,6 +205,11 @@ describe("the reference fixture run", () => {
     ).rejects.toBe(crash);
     expect(readdirSync(path.join(runCrash, "checkpoints")).sort()).toEqual(["progress.safetensors", name(0)]);
     await train({ config, out: runCrash, workers: 1, inProcess: true, resume: true });
+    // B was designed before the crash and is in the progress state: the machine enters at TRAIN, visibly.
+    expect(resumedPhases(runCrash)).toEqual({
+      entry: { resumed_at_task: 1, entry_phase: "TRAIN" },
+      phases: ["TRAIN", "COVARIANCE_POST", "DUALGPM", "EVAL", "CHECKPOINT"],
+    });
     expect(readdirSync(path.join(runCrash, "checkpoints")).sort()).toEqual([0, 1, 2, 3, 4].map(name));
     expect(readFileSync(path.join(runCrash, "metrics.json"), "utf8")).toBe(
       readFileSync(path.join(runBin, "metrics.json"), "utf8"),

@@ -5,7 +5,7 @@
 import { availableParallelism } from "node:os";
 import { MessageChannel } from "node:worker_threads";
 import { describe, expect, it } from "vitest";
-import { StaleVersionError } from "../../common/protocol.js";
+import { isMalformedReply, MALFORMED_REPLY, StaleVersionError } from "../../common/protocol.js";
 import { MalformedReplyError, WorkerRpcError } from "../../coordinator/transport/grpc_client.js";
 import {
   deserializeError,
@@ -44,6 +44,22 @@ describe("transport thread messages", () => {
     const other = roundTrip(Object.assign(new Error("boom"), { name: "NoWorkersError" }));
     expect(other).toMatchObject({ name: "NoWorkersError", message: "boom" });
     expect(roundTrip("a string").message).toBe("a string");
+  });
+
+  it("the malformed-reply tag crosses with any error class, and only the tagged ones carry it", () => {
+    const malformed = roundTrip(new MalformedReplyError("w1", "evaluate", "shard 0.logits", "short"));
+    expect(isMalformedReply(malformed)).toBe(true);
+    // An error class the thread messages do not know, tagged by its transport: the tag survives.
+    const tagged = roundTrip(
+      Object.assign(new Error("odd reply"), { name: "OddError", tag: MALFORMED_REPLY }),
+    );
+    expect(tagged).toMatchObject({ name: "OddError", message: "odd reply" });
+    expect(isMalformedReply(tagged)).toBe(true);
+    // A name alone means nothing: only the tag quarantines.
+    expect(isMalformedReply(roundTrip(Object.assign(new Error("x"), { name: "MalformedReplyError" })))).toBe(
+      false,
+    );
+    expect(isMalformedReply(roundTrip(new WorkerRpcError("w2", "setup", 14, "down")))).toBe(false);
   });
 
   it("moves large buffers once each, never small arrays", () => {

@@ -5,6 +5,7 @@ import {
   PROTOCOL_VERSION,
   StaleVersionError,
   type TaskState,
+  type TrainParams,
   type TrainStepRequest,
   type TrainStepResult,
   type WorkerClient,
@@ -16,7 +17,7 @@ class Scripted implements WorkerClient {
   states: number[] = [];
   constructor(
     readonly name: string,
-    private readonly behaviour: (call: number) => "ok" | "fail" | "stale",
+    private readonly behaviour: (call: number) => "ok" | "fail" | "stale" | "wrong-shards",
   ) {}
   async setup() {
     return {
@@ -41,7 +42,7 @@ class Scripted implements WorkerClient {
     if (b === "fail") throw new Error(`${this.name} broke`);
     if (b === "stale") throw new StaleVersionError("state", req.stateVersion);
     return req.shards.map((s) => ({
-      index: s.index,
+      index: b === "wrong-shards" ? s.index + 100 : s.index,
       count: s.samples.length,
       lossSum: 0,
       correct: 0,
@@ -109,6 +110,39 @@ describe("worker pool", () => {
     await pool.publishState(state);
     await expect(step(pool)).rejects.toThrow(NoWorkersError);
     await expect(step(pool)).rejects.toThrow(/every worker is quarantined: a/);
+  });
+
+  it("quarantines at once a worker that answers for shards it was not given", async () => {
+    const liar = new Scripted("liar", () => "wrong-shards");
+    const good = new Scripted("good", () => "ok");
+    const pool = new WorkerPool([liar, good], { retryBaseMs: 1 });
+    await pool.start(setup);
+    await pool.publishState(state);
+    const out = await step(pool);
+    expect(out.map((r) => r.index)).toEqual([0, 1, 2, 3, 4]);
+    expect(pool.list().find((m) => m.id === "liar")!.status).toBe("quarantined");
+    expect(liar.calls).toBe(1);
+  });
+
+  it("publishes each step's parameters through the transports' publisher, with the model's width", async () => {
+    const published: [number, number][] = [];
+    const pool = new WorkerPool([new Scripted("w", () => "ok")], {
+      params: { publish: (p: TrainParams, D: number) => published.push([p.version, D]) },
+    });
+    const p: TrainParams = {
+      version: 3,
+      Ak: [],
+      Av: [],
+      head: { classes: 0, weight: new Float32Array(0), bias: new Float32Array(0) },
+    };
+    expect(() => pool.publishParams(p)).toThrow(/before start/);
+    await pool.start(setup);
+    pool.publishParams(p);
+    expect(published).toEqual([[3, setup.model.embedDim]]);
+    // Without a publisher the call does nothing: the transports send the parameters with each call.
+    const plain = new WorkerPool([new Scripted("v", () => "ok")]);
+    await plain.start(setup);
+    expect(() => plain.publishParams(p)).not.toThrow();
   });
 
   it("resends the state once to a worker that reports it stale", async () => {
