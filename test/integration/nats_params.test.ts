@@ -9,7 +9,8 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats } from "../../common/nats_connect.js";
 import { encodeParamSet } from "../../common/param_set.js";
-import type { MicroShard, TrainParams, TrainStepResult } from "../../common/protocol.js";
+import type { MicroShard, TrainParams, TrainStepResult, WorkerClient } from "../../common/protocol.js";
+import { startSiblingWorker } from "../../coordinator/linalg/thread-pool.js";
 import { GrpcWorkerClient } from "../../coordinator/transport/grpc_client.js";
 import {
   natsParamsBroadcast,
@@ -17,8 +18,9 @@ import {
   type PublishedParams,
   paramsSubject,
 } from "../../coordinator/transport/params_broadcast.js";
+import { TransportThreads } from "../../coordinator/transport/threaded_client.js";
 import { serveWorker, type WorkerServerHandle } from "../../worker/grpc_server.js";
-import { NatsParamsFeed } from "../../worker/nats_params.js";
+import { NatsParamsFeed, type ParamsFeed } from "../../worker/nats_params.js";
 import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
 import { FakeWorker, setupRequest } from "./grpc_helpers.js";
 
@@ -55,6 +57,10 @@ let feed: NatsParamsFeed;
 const worker = new FakeWorker();
 let server: WorkerServerHandle;
 let client: GrpcWorkerClient;
+let threads: TransportThreads;
+let threaded: WorkerClient;
+/** Steps whose parameters the worker took from NATS (the feed found the bytes the digest named). */
+let fromNats = 0;
 let broadcast: ParamsBroadcast;
 /** Digests the client is told for versions nobody published (or published otherwise). */
 const claimed = new Map<number, string>();
@@ -64,7 +70,16 @@ beforeAll(async () => {
   coordinatorNc = await connectNats(nats.url);
   workerNc = await connectNats(nats.url);
   feed = new NatsParamsFeed(workerNc);
-  server = await serveWorker({ worker, listen: "127.0.0.1:0", paramsFeed: feed });
+  const counting: ParamsFeed = {
+    follow: (subject, D, depth) => feed.follow(subject, D, depth),
+    get: async (version, sha256, waitMs) => {
+      const p = await feed.get(version, sha256, waitMs);
+      if (p) fromNats++;
+      return p;
+    },
+    close: () => feed.close(),
+  };
+  server = await serveWorker({ worker, listen: "127.0.0.1:0", paramsFeed: counting });
   broadcast = natsParamsBroadcast(coordinatorNc, RUN);
   const published: PublishedParams = {
     subject: broadcast.subject,
@@ -76,10 +91,16 @@ beforeAll(async () => {
   );
   const reply = await client.setup(setupRequest(D, depth, RUN));
   expect(reply.transport).toEqual({ params_over_nats: true });
+  const of = new URL("../../coordinator/transport/threaded_client.ts", import.meta.url).href;
+  threads = new TransportThreads(1, () => startSiblingWorker("transport_thread", of));
+  threaded = threads.connect({ address: server.address, name: "worker-t", releaseOnClose: false }, published);
+  expect((await threaded.setup(setupRequest(D, depth, RUN))).transport).toEqual({ params_over_nats: true });
   worker.trainReply = (req) => req.shards.map(grads);
 }, 60_000);
 
 afterAll(async () => {
+  await threaded?.close();
+  await threads?.close();
   await client?.close();
   await server?.close();
   await feed?.close();
@@ -109,6 +130,21 @@ describe("parameters over NATS", () => {
       sameParams(lastParams(), p);
     }
     expect(client.paramsByDigest).toEqual({ sent: 3, resent: 0 });
+  });
+
+  it("a client on a transport thread gets the digests from the coordinator's broadcast", async () => {
+    const before = fromNats;
+    const p = params(40, 4);
+    broadcast.publish(p, D);
+    await threaded.trainStep({ stateVersion: 1, params: p, shards });
+    sameParams(lastParams(), p);
+    expect(fromNats).toBe(before + 1);
+    // A digest of bytes nobody published: the worker misses them and the thread resends them over gRPC.
+    const q = params(41, 5);
+    claimed.set(41, "ef".repeat(32));
+    await threaded.trainStep({ stateVersion: 1, params: q, shards });
+    sameParams(lastParams(), q);
+    expect(fromNats).toBe(before + 1);
   });
 
   it("parameters that never arrived are resent over gRPC", async () => {
