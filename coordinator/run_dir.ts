@@ -14,9 +14,19 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../common/atomic_write.js";
-import { checkpointName } from "./checkpoint.js";
+import { log } from "../common/log.js";
+import { type CheckpointState, checkpointName, readCheckpoint } from "./checkpoint.js";
 import type { RunMetrics } from "./evaluation.js";
-import { PROGRESS_FILE } from "./progress.js";
+import { PROGRESS_FILE, readProgress, type TaskProgress } from "./progress.js";
+
+/** What the files of a run must agree with to be resumed by this run. */
+export interface ResumeCheck {
+  readonly depth: number;
+  readonly D: number;
+  readonly rank: number;
+  readonly configSha256: string;
+  readonly classOrder: readonly number[];
+}
 
 export class RunDir {
   constructor(readonly root: string) {}
@@ -119,5 +129,48 @@ export class RunDir {
 
   readMetrics(): RunMetrics {
     return JSON.parse(readFileSync(this.metricsJson, "utf8")) as RunMetrics;
+  }
+
+  /** The state after task `last` and the metrics up to it, refused when written for another run. */
+  async readFinished(
+    last: number,
+    want: ResumeCheck,
+  ): Promise<{ state: CheckpointState; metrics: RunMetrics }> {
+    const file = this.checkpoint(last);
+    const state = await readCheckpoint(file, { depth: want.depth, D: want.D });
+    if (state.configSha256 !== want.configSha256) {
+      throw new Error(
+        `${file}: written for a different config (sha256 ${state.configSha256}, this config ${want.configSha256}); refusing to resume`,
+      );
+    }
+    if (JSON.stringify(state.classOrder) !== JSON.stringify(want.classOrder)) {
+      throw new Error(`${file}: class order differs from this run's; refusing to resume`);
+    }
+    const metrics = this.readMetrics();
+    if (metrics.accuracy_matrix.length < last + 1) {
+      throw new Error(
+        `${this.metricsJson}: holds ${metrics.accuracy_matrix.length} tasks but the checkpoint is after task ${last}`,
+      );
+    }
+    log.info({ file, task: last + 1 }, "resuming after the last finished task");
+    return { state, metrics };
+  }
+
+  /** The in-progress state of `task`, if the previous coordinator saved one for it. */
+  async readProgress(task: number, want: ResumeCheck): Promise<TaskProgress | undefined> {
+    if (!this.hasProgress()) return undefined;
+    const file = this.progress;
+    const progress = await readProgress(file, { depth: want.depth, D: want.D });
+    if (progress.configSha256 !== want.configSha256) {
+      throw new Error(`${file}: written for a different config; refusing to resume`);
+    }
+    if (progress.task !== task) {
+      log.warn({ file, progressTask: progress.task, task }, "ignoring progress state of another task");
+      return undefined;
+    }
+    if (progress.rank !== want.rank)
+      throw new Error(`${file}: rank ${progress.rank} differs from the config's`);
+    log.info({ file, task, epoch: progress.epoch, step: progress.step }, "resuming inside the task");
+    return progress;
   }
 }

@@ -16,7 +16,6 @@ import { type AdapterPayload, type ModelSpec, PROTOCOL_VERSION, type TaskState }
 import {
   type CheckpointState,
   type Head,
-  readCheckpoint,
   type TaskAdapters,
   writeCheckpoint,
   writePredictions,
@@ -32,9 +31,9 @@ import type { CoordinatorMetrics } from "./metrics.js";
 import { taskOptimizer } from "./optim/recipe.js";
 import { covariancePass, evaluationPass, type PassContext } from "./passes.js";
 import { buildPlan, type RunPlan, type TaskPlan, testSamples } from "./plan.js";
-import { readProgress, type TaskProgress } from "./progress.js";
+import type { TaskProgress } from "./progress.js";
 import { toFloat32 } from "./reduce.js";
-import { RunDir } from "./run_dir.js";
+import { type ResumeCheck, RunDir } from "./run_dir.js";
 import { freshStart, startFromProgress, TaskTraining, type TrainContext } from "./task_training.js";
 import type { WorkerPool } from "./worker_pool.js";
 
@@ -355,7 +354,8 @@ export class Trainer {
     const last = this.dir.lastFinishedTask(this.plan.tasks.length);
     if (last >= 0) await this.restoreFinished(last);
     this.task = last + 1;
-    this.resumeProgress = await this.readProgress(this.task);
+    if (this.task < this.plan.tasks.length)
+      this.resumeProgress = await this.dir.readProgress(this.task, this.resumeCheck());
     if (this.resumeProgress) {
       this.phase = "TRAIN";
       const { epoch, step } = this.resumeProgress;
@@ -367,49 +367,21 @@ export class Trainer {
 
   /** The state after task `last`: its checkpoint and the metrics so far. */
   private async restoreFinished(last: number): Promise<void> {
-    const file = this.dir.checkpoint(last);
-    const ck = await readCheckpoint(file, { depth: this.depth, D: this.D });
-    if (ck.configSha256 !== this.input.cfg.sha256) {
-      throw new Error(
-        `${file}: written for a different config (sha256 ${ck.configSha256}, this config ${this.input.cfg.sha256}); refusing to resume`,
-      );
-    }
-    if (JSON.stringify(ck.classOrder) !== JSON.stringify(this.plan.classOrder)) {
-      throw new Error(`${file}: class order differs from this run's; refusing to resume`);
-    }
-    this.adapters.push(...ck.adapters);
-    this.heads.push(...ck.heads);
-    this.memory = ck.memory.map((m) => ({ basis: m.basis, type: m.type }));
-    const m = this.dir.readMetrics();
-    if (m.accuracy_matrix.length < last + 1) {
-      throw new Error(
-        `${this.dir.metricsJson}: holds ${m.accuracy_matrix.length} tasks but the checkpoint is after task ${last}`,
-      );
-    }
+    const { state, metrics: m } = await this.dir.readFinished(last, this.resumeCheck());
+    this.adapters.push(...state.adapters);
+    this.heads.push(...state.heads);
+    this.memory = state.memory.map((x) => ({ basis: x.basis, type: x.type }));
     for (let t = 0; t <= last; t++) {
       this.cil[t] = m.curve.cil[t];
       this.withTask[t] = m.curve.with_task[t];
       this.matrix[t] = m.accuracy_matrix[t];
     }
-    log.info({ file, task: last + 1 }, "resuming after the last finished task");
   }
 
-  /** The in-progress state of `task` if the previous coordinator saved one. */
-  private async readProgress(task: number): Promise<TaskProgress | undefined> {
-    if (task >= this.plan.tasks.length || !this.dir.hasProgress()) return undefined;
-    const file = this.dir.progress;
-    const progress = await readProgress(file, { depth: this.depth, D: this.D });
-    if (progress.configSha256 !== this.input.cfg.sha256) {
-      throw new Error(`${file}: written for a different config; refusing to resume`);
-    }
-    if (progress.task !== task) {
-      log.warn({ file, progressTask: progress.task, task }, "ignoring progress state of another task");
-      return undefined;
-    }
-    if (progress.rank !== this.input.cfg.rank)
-      throw new Error(`${file}: rank ${progress.rank} differs from the config's`);
-    log.info({ file, task, epoch: progress.epoch, step: progress.step }, "resuming inside the task");
-    return progress;
+  private resumeCheck(): ResumeCheck {
+    const { cfg } = this.input;
+    const { depth, D } = this;
+    return { depth, D, rank: cfg.rank, configSha256: cfg.sha256, classOrder: this.plan.classOrder };
   }
 
   private async writeRunJson(): Promise<void> {
