@@ -1,5 +1,5 @@
 /**
- * The methods this trainer runs, as data (docs/design.md, "methods"). Each names its design of B, its
+ * The methods this trainer runs, as data (docs/design.md#methods). Each names its design of B, its
  * memory of earlier tasks, its optimizer recipe and its extra phases; the trainer walks the phase table
  * built from it and never tests a method's name.
  */

@@ -1,5 +1,5 @@
 /**
- * A run directory and every file in it (docs/design.md, "the run directory"):
+ * A run directory and every file in it (docs/design.md#run-directory):
  *
  *   run.json                            what ran: the resolved config, class order, model, versions
  *   metrics.json                        the accuracy curve and matrix so far

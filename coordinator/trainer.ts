@@ -4,7 +4,7 @@
  *
  *   COVARIANCE_PRE → DESIGN → TRAIN → COVARIANCE_POST → DUALGPM → EVAL → CHECKPOINT → (next task)
  *
- * The trainer owns every piece of state that must agree (docs/design.md, "processes"); each phase's work
+ * The trainer owns every piece of state that must agree (docs/design.md#processes); each phase's work
  * lives in its own module, the files in RunDir, and the algorithm code never knows which transport
  * carries the requests.
  */
@@ -59,7 +59,10 @@ export interface TrainerInput {
   readonly onStep?: TrainContext["onStep"];
 }
 
-/** Labels of the covariance passes' augmentation keys (docs/design.md: -1 before training, -2 after). */
+/**
+ * Labels of the covariance passes' augmentation keys: -1 before training, -2 after
+ * (docs/design.md#quirk-augmented-covariance).
+ */
 const COV_PRE_EPOCH = -1;
 const COV_POST_EPOCH = -2;
 

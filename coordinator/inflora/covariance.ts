@@ -1,7 +1,7 @@
 /**
  * The input covariance of every block, C = (1/N) Σ x xᵀ over all tokens of a task's training images
  * (paper Eq. 6): the workers' per-shard float32 sums reduced in float64 in shard order, then normalised
- * and symmetrised (docs/design.md, "covariance").
+ * and symmetrised (docs/design.md#covariance).
  */
 import type { CovarianceResult } from "../../common/protocol.js";
 import { type Mat, mat } from "../linalg/matrix.js";
