@@ -11,7 +11,8 @@ import type { DataOptions } from "../common/data/options.js";
 import { type ModelSpec, PROTOCOL_VERSION } from "../common/protocol.js";
 import { checkpointName, readCheckpoint } from "../coordinator/checkpoint.js";
 import { type Evaluation, evaluateLogits, type RunMetrics, runMetrics } from "../coordinator/evaluation.js";
-import { batches, buildPlan, microShards, type RunPlan, testSamples } from "../coordinator/plan.js";
+import { evaluateInShards } from "../coordinator/passes.js";
+import { buildPlan, type RunPlan, testSamples } from "../coordinator/plan.js";
 import { RunDir } from "../coordinator/run_dir.js";
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
@@ -176,20 +177,9 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvaluateReport
       });
       const seen = plan.tasks.slice(0, s + 1);
       const { samples, labels } = testSamples(plan, seen[s].classEnd);
-      const C = seen[s].classEnd;
-      const logits = new Float32Array(samples.length * C);
-      let offset = 0;
-      for (const batch of batches(samples, cfg.eval_batch_size)) {
-        const shards = microShards(batch, cfg.micro_shards).map((samples, index) => ({
-          index,
-          split: "test" as const,
-          samples,
-        }));
-        for (const r of await engine.evaluate({ stateVersion: version, shards })) {
-          logits.set(r.logits, offset);
-          offset += r.logits.length;
-        }
-      }
+      const logits = await evaluateInShards(cfg, samples, seen[s].classEnd, (shards) =>
+        engine.evaluate({ stateVersion: version, shards }),
+      );
       tasks.push({ task: s, evaluation: evaluateLogits(logits, labels, seen), labels, logits });
       opts.onTask?.(s, task);
     }

@@ -5,7 +5,7 @@
  */
 import type { RunConfig } from "../common/config.js";
 import type { AugmentKey } from "../common/data/types.js";
-import type { MicroShard } from "../common/protocol.js";
+import type { EvalResult, MicroShard } from "../common/protocol.js";
 import { CovarianceSum } from "./inflora/covariance.js";
 import type { Mat } from "./linalg/matrix.js";
 import { type CoordinatorMetrics, covarianceBytes } from "./metrics.js";
@@ -54,13 +54,29 @@ export async function covariancePass(
   return sum.finish();
 }
 
-/** The logits [samples, classes] of `samples` (test split) under the state's heads. */
-export async function evaluationPass(
+/** The logits [samples, classes] of `samples` (test split) under the state's heads, from the pool. */
+export function evaluationPass(
   ctx: PassContext,
   samples: Int32Array,
   classes: number,
 ): Promise<Float32Array> {
   const { cfg, pool, stateVersion } = ctx;
+  return evaluateInShards(cfg, samples, classes, async (shards) => {
+    await pool.boundary();
+    return pool.map(shards, (w, s) => w.evaluate({ stateVersion, shards: s }));
+  });
+}
+
+/**
+ * The logits [samples, classes] of `samples` (test split): batches of `eval_batch_size`, each cut into
+ * `micro_shards` shards for `evaluate`, whose results come back in shard order.
+ */
+export async function evaluateInShards(
+  cfg: Pick<RunConfig, "eval_batch_size" | "micro_shards">,
+  samples: Int32Array,
+  classes: number,
+  evaluate: (shards: MicroShard[]) => Promise<EvalResult[]>,
+): Promise<Float32Array> {
   const logits = new Float32Array(samples.length * classes);
   let offset = 0;
   for (const batch of batches(samples, cfg.eval_batch_size)) {
@@ -69,9 +85,7 @@ export async function evaluationPass(
       split: "test",
       samples: s,
     }));
-    await pool.boundary();
-    const results = await pool.map(shards, (w, s) => w.evaluate({ stateVersion, shards: s }));
-    for (const r of results) {
+    for (const r of await evaluate(shards)) {
       logits.set(r.logits, offset);
       offset += r.logits.length;
     }
