@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectNats } from "../../common/nats_connect.js";
 import { encodeParamSet } from "../../common/param_set.js";
 import type { MicroShard, TrainParams, TrainStepResult, WorkerClient } from "../../common/protocol.js";
-import { startSiblingWorker } from "../../coordinator/linalg/thread-pool.js";
+import { startThread } from "../../coordinator/threads/call_thread.js";
 import { GrpcWorkerClient } from "../../coordinator/transport/grpc_client.js";
 import {
   natsParamsBroadcast,
@@ -92,7 +92,7 @@ beforeAll(async () => {
   const reply = await client.setup(setupRequest(D, depth, RUN));
   expect(reply.transport).toEqual({ params_over_nats: true });
   const of = new URL("../../coordinator/transport/threaded_client.ts", import.meta.url).href;
-  threads = new TransportThreads(1, () => startSiblingWorker("transport_thread", of));
+  threads = new TransportThreads(1, () => startThread("transport_thread", of));
   threaded = threads.connect({ address: server.address, name: "worker-t", releaseOnClose: false }, published);
   expect((await threaded.setup(setupRequest(D, depth, RUN))).transport).toEqual({ params_over_nats: true });
   worker.trainReply = (req) => req.shards.map(grads);
