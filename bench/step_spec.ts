@@ -3,8 +3,9 @@
  * numbers, the message format between the benchmark and its child processes, and the random weights.
  * Imports no tfjs, so the parent process never initialises a backend.
  */
+
+import { expectedShapes, VIT_PRESETS, type VitConfig } from "../common/vit_config.js";
 import type { HostTensor } from "../worker/model/vit.js";
-import { expectedShapes, VIT_PRESETS, type VitConfig } from "../worker/model/vit_config.js";
 
 export const WORKLOADS = ["forward", "covariance", "train"] as const;
 export type Workload = (typeof WORKLOADS)[number];

@@ -4,10 +4,11 @@
  * Used by the measuring child (step_child.ts) and the profiler (step_profile.ts).
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { AdapterSet } from "../common/adapters.js";
+import { gridSize, type VitConfig } from "../common/vit_config.js";
 import { imagesToPatches } from "../worker/model/layers.js";
 import { lossAndGrads, type Trainables } from "../worker/model/objective.js";
-import { type FinishedAdapter, InfLoraVit } from "../worker/model/vit.js";
-import { gridSize, type VitConfig } from "../worker/model/vit_config.js";
+import { InfLoraVit } from "../worker/model/vit.js";
 import { benchWeights, type ModelSpec, randomNormal, randomUniform, type Workload } from "./step_spec.js";
 
 export interface MicroBatch {
@@ -41,7 +42,7 @@ export function buildBenchModel(spec: ModelSpec): BenchModel {
   const perBlock = (seed: number, std: number) =>
     Array.from({ length: cfg.depth }, (_, i) => randomNormal(D * r, seed + i, std));
   const B = perBlock(2000, bStd);
-  const finished: FinishedAdapter = {
+  const finished: AdapterSet = {
     rank: r,
     Bk: B,
     Bv: B,

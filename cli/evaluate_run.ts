@@ -8,7 +8,8 @@ import path from "node:path";
 import type { RunConfig } from "../common/config.js";
 import { openDatasetIndex } from "../common/data/open_index.js";
 import type { DataOptions } from "../common/data/options.js";
-import { type ModelSpec, PROTOCOL_VERSION } from "../common/protocol.js";
+import { PROTOCOL_VERSION } from "../common/protocol.js";
+import type { VitConfig } from "../common/vit_config.js";
 import { checkpointName, readCheckpoint } from "../coordinator/checkpoint.js";
 import { type Evaluation, evaluateLogits, type RunMetrics, runMetrics } from "../coordinator/evaluation.js";
 import { evaluateInShards } from "../coordinator/passes.js";
@@ -27,7 +28,7 @@ export interface RunInfo {
   readonly classOrder: number[];
   readonly classNames: string[];
   readonly taskSizes: number[];
-  readonly model: ModelSpec;
+  readonly model: VitConfig;
   readonly weightsSha256: string;
 }
 
@@ -53,7 +54,7 @@ export function readRunInfo(runDir: string): RunInfo {
     classOrder: json.class_order as number[],
     classNames: (json.class_names as string[] | undefined) ?? [],
     taskSizes: json.task_sizes as number[],
-    model: json.model as ModelSpec,
+    model: json.model as VitConfig,
     weightsSha256: json.weights_sha256 as string,
   };
 }

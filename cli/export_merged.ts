@@ -8,10 +8,11 @@
  *
  * loads the file with `strict=True` and predicts what the run predicted (outputs in the run's label order).
  */
+import { type AdapterSet, concatHeads, foldAdapters } from "../common/adapters.js";
 import { type StTensor, writeSafetensors } from "../common/safetensors.js";
-import { readCheckpoint, type TaskAdapters } from "../coordinator/checkpoint.js";
+import { expectedShapes } from "../common/vit_config.js";
+import { readCheckpoint } from "../coordinator/checkpoint.js";
 import { loadWeights, WeightsError } from "../worker/model/load_weights.js";
-import { expectedShapes } from "../worker/model/vit_config.js";
 import { checkpointFile, readRunInfo, resolveTask } from "./evaluate_run.js";
 
 export const MERGED_FORMAT = "inflora-merged/1";
@@ -30,34 +31,24 @@ export interface ExportSummary {
   readonly timm: string;
 }
 
-/** W_qkv [3D, D] + Σ_s A_s B_s on the k and v row blocks, accumulated in float64. */
-export function foldAdapters(
+/**
+ * W_qkv [3D, D] with Σ_s A_s B_s added to its k rows (D..2D) and v rows (2D..3D) by the host fold (float64,
+ * rounded once); the q rows are copied.
+ */
+export function foldQkv(
   qkv: Float32Array,
   D: number,
-  adapters: readonly TaskAdapters[],
+  sets: readonly AdapterSet[],
   block: number,
 ): Float32Array {
-  const out = Float64Array.from(qkv);
-  for (const [which, rowOffset] of [
-    ["k", D],
-    ["v", 2 * D],
+  const out = Float32Array.from(qkv);
+  for (const [which, first] of [
+    ["k", D * D],
+    ["v", 2 * D * D],
   ] as const) {
-    for (const a of adapters) {
-      const r = a.rank;
-      const A = which === "k" ? a.Ak[block] : a.Av[block]; // [D, r]
-      const B = which === "k" ? a.Bk[block] : a.Bv[block]; // [r, D]
-      for (let o = 0; o < D; o++) {
-        const row = (rowOffset + o) * D;
-        for (let j = 0; j < r; j++) {
-          const aoj = A[o * r + j];
-          if (aoj === 0) continue;
-          const bRow = j * D;
-          for (let i = 0; i < D; i++) out[row + i] += aoj * B[bRow + i];
-        }
-      }
-    }
+    out.set(foldAdapters(qkv.subarray(first, first + D * D), D, sets, block, which), first);
   }
-  return Float32Array.from(out);
+  return out;
 }
 
 export function timmConstructor(
@@ -108,19 +99,10 @@ export async function exportMerged(opts: ExportOptions): Promise<ExportSummary> 
     tensors.set(name, {
       dtype: "F32",
       shape: [3 * D, D],
-      data: foldAdapters(base.tensors.get(name)!.data, D, adapters, i),
+      data: foldQkv(base.tensors.get(name)!.data, D, adapters, i),
     });
   }
-  const heads = ck.heads.slice(0, task + 1);
-  const classes = heads.reduce((n, h) => n + h.classes, 0);
-  const weight = new Float32Array(classes * D);
-  const bias = new Float32Array(classes);
-  let row = 0;
-  for (const h of heads) {
-    weight.set(h.weight, row * D);
-    bias.set(h.bias, row);
-    row += h.classes;
-  }
+  const { classes, weight, bias } = concatHeads(ck.heads.slice(0, task + 1), D);
   tensors.set("head.weight", { dtype: "F32", shape: [classes, D], data: weight });
   tensors.set("head.bias", { dtype: "F32", shape: [classes], data: bias });
   const timm = timmConstructor(m, classes);

@@ -12,7 +12,7 @@ import { infloraVersion } from "../common/metrics_runtime.js";
 import { DEFAULT_METRICS_LINGER_MS, lingerMetrics, serveMetrics } from "../common/metrics_server.js";
 import { connectNats, natsAuthFromEnv } from "../common/nats_connect.js";
 import { packageVersion } from "../common/package_files.js";
-import type { ModelSpec } from "../common/protocol.js";
+import type { VitConfig } from "../common/vit_config.js";
 import type { RunMetrics } from "../coordinator/evaluation.js";
 import { natsEventSink } from "../coordinator/events_nats.js";
 import { natsMembership } from "../coordinator/membership/nats_membership.js";
@@ -162,7 +162,7 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
     embedDim: cfg.embd_dim,
     numHeads: cfg.num_heads,
   });
-  const model: ModelSpec = { ...weights.cfg };
+  const model: VitConfig = { ...weights.cfg };
   const metrics = new CoordinatorMetrics({});
   metrics.setInfo(backendName ?? "workers", infloraVersion());
   const metricsServer =

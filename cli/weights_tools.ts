@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { mkdir, open, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { readSafetensorsHeader, type StTensor, writeSafetensors } from "../common/safetensors.js";
+import { VIT_PRESETS } from "../common/vit_config.js";
 import {
   type ForeignCheckpoint,
   type ForeignOptions,
@@ -17,7 +18,6 @@ import {
   WeightsError,
   type WeightsFormat,
 } from "../worker/model/load_weights.js";
-import { VIT_PRESETS } from "../worker/model/vit_config.js";
 import { FETCH_PRESETS } from "./weights_presets.js";
 
 export interface TensorInfo {

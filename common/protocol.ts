@@ -4,21 +4,12 @@
  * compute: everything they hold is keyed by a version the coordinator gave.
  */
 
+import type { AdapterSet, Head } from "./adapters.js";
 import type { DataOptions } from "./data/options.js";
 import type { AugmentKey, Split } from "./data/types.js";
+import type { VitConfig } from "./vit_config.js";
 
 export const PROTOCOL_VERSION = 2;
-
-/** Model dimensions, as the worker's ViT needs them. */
-export interface ModelSpec {
-  readonly imgSize: number;
-  readonly patchSize: number;
-  readonly inChans: number;
-  readonly embedDim: number;
-  readonly depth: number;
-  readonly numHeads: number;
-  readonly mlpHidden: number;
-}
 
 /** Sent once: what to load. The worker opens the weights and the data from its own mounts. */
 export interface SetupRequest {
@@ -27,7 +18,7 @@ export interface SetupRequest {
   readonly weightsPath: string;
   /** SHA-256 of the base weights file; the worker refuses a different file. */
   readonly weightsFingerprint: string;
-  readonly model: ModelSpec;
+  readonly model: VitConfig;
   readonly data: DataOptions;
 }
 
@@ -41,23 +32,6 @@ export interface SetupReply {
   readonly transport?: Readonly<Record<string, string | number | boolean>>;
 }
 
-/** A finished task's adapters (paper notation): per block B [r, D] and A [D, r], row-major. */
-export interface AdapterPayload {
-  readonly task: number;
-  readonly rank: number;
-  readonly Bk: Float32Array[];
-  readonly Bv: Float32Array[];
-  readonly Ak: Float32Array[];
-  readonly Av: Float32Array[];
-}
-
-export interface HeadPayload {
-  readonly classes: number;
-  /** [classes, D] row-major. */
-  readonly weight: Float32Array;
-  readonly bias: Float32Array;
-}
-
 /**
  * The frozen part of the model for one phase: adapters folded into k/v, the B being trained (if any), the
  * heads used by evaluation. Changes a few times per task.
@@ -65,11 +39,12 @@ export interface HeadPayload {
 export interface TaskState {
   readonly version: number;
   readonly task: number;
-  readonly finished: AdapterPayload[];
+  /** Finished tasks' adapters, each with its task (a finished adapter never changes once sent). */
+  readonly finished: (AdapterSet & { readonly task: number })[];
   /** The current task's designed B per block ([r, D]), shared by k and v; absent outside training. */
   readonly currentB?: { readonly rank: number; readonly B: Float32Array[] };
   /** Heads of every task whose logits evaluation concatenates. */
-  readonly heads: HeadPayload[];
+  readonly heads: Head[];
 }
 
 /** The trainable parameters of the current task; changes every step. */
@@ -78,7 +53,7 @@ export interface TrainParams {
   /** Per block A [D, r] for k and v. */
   readonly Ak: Float32Array[];
   readonly Av: Float32Array[];
-  readonly head: HeadPayload;
+  readonly head: Head;
 }
 
 /** A slice of a global batch; reductions run in micro-shard order, whichever worker computed what. */

@@ -3,6 +3,7 @@
  * everything a resume after task XX needs. Reading validates names, shapes and metadata and names the
  * file and tensor on any mismatch.
  */
+import type { AdapterSet, Head } from "../common/adapters.js";
 import { readSafetensors, type StTensor, writeSafetensors } from "../common/safetensors.js";
 import type { ProjectionType } from "./inflora/dualgpm.js";
 import type { Mat } from "./linalg/matrix.js";
@@ -13,25 +14,10 @@ export class CheckpointError extends Error {
   override readonly name = "CheckpointError";
 }
 
-/** One task's adapters, per block, float32: B [r, D] (k and v share it), A [D, r]. */
-export interface TaskAdapters {
-  readonly rank: number;
-  readonly Bk: Float32Array[];
-  readonly Bv: Float32Array[];
-  readonly Ak: Float32Array[];
-  readonly Av: Float32Array[];
-}
-
-export interface Head {
-  readonly classes: number;
-  readonly weight: Float32Array;
-  readonly bias: Float32Array;
-}
-
 export interface CheckpointState {
   /** The last task the state includes (0-based). */
   readonly task: number;
-  readonly adapters: TaskAdapters[];
+  readonly adapters: AdapterSet[];
   readonly heads: Head[];
   readonly memory: { basis: Mat; type: ProjectionType }[];
   readonly classOrder: number[];
@@ -110,20 +96,20 @@ export async function readCheckpoint(
     }
     return t;
   };
-  const adapters: TaskAdapters[] = [];
+  const adapters: AdapterSet[] = [];
   const heads: Head[] = [];
   for (let s = 0; s <= task; s++) {
     const b0 = get(`blocks.0.attn.inflora.B_k.${s}`, [null, D], "F32");
     const rank = b0.shape[0];
-    const a: TaskAdapters = { rank, Bk: [], Bv: [], Ak: [], Av: [] };
+    const [Bk, Bv, Ak, Av]: Float32Array[][] = [[], [], [], []];
     for (let i = 0; i < depth; i++) {
       const p = `blocks.${i}.attn.inflora.`;
-      a.Bk.push(get(`${p}B_k.${s}`, [rank, D], "F32").data as Float32Array);
-      a.Bv.push(get(`${p}B_v.${s}`, [rank, D], "F32").data as Float32Array);
-      a.Ak.push(get(`${p}A_k.${s}`, [D, rank], "F32").data as Float32Array);
-      a.Av.push(get(`${p}A_v.${s}`, [D, rank], "F32").data as Float32Array);
+      Bk.push(get(`${p}B_k.${s}`, [rank, D], "F32").data as Float32Array);
+      Bv.push(get(`${p}B_v.${s}`, [rank, D], "F32").data as Float32Array);
+      Ak.push(get(`${p}A_k.${s}`, [D, rank], "F32").data as Float32Array);
+      Av.push(get(`${p}A_v.${s}`, [D, rank], "F32").data as Float32Array);
     }
-    adapters.push(a);
+    adapters.push({ rank, Bk, Bv, Ak, Av });
     const w = get(`heads.${s}.weight`, [null, D], "F32");
     const classes = w.shape[0];
     heads.push({

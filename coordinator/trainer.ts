@@ -8,18 +8,15 @@
  * lives in its own module, the files in RunDir, and the algorithm code never knows which transport
  * carries the requests.
  */
+
+import type { AdapterSet, Head } from "../common/adapters.js";
 import type { RunConfig } from "../common/config.js";
 import type { DataOptions } from "../common/data/options.js";
 import type { DatasetIndex } from "../common/data/types.js";
 import { log } from "../common/log.js";
-import { type AdapterPayload, type ModelSpec, PROTOCOL_VERSION, type TaskState } from "../common/protocol.js";
-import {
-  type CheckpointState,
-  type Head,
-  type TaskAdapters,
-  writeCheckpoint,
-  writePredictions,
-} from "./checkpoint.js";
+import { PROTOCOL_VERSION, type TaskState } from "../common/protocol.js";
+import type { VitConfig } from "../common/vit_config.js";
+import { type CheckpointState, writeCheckpoint, writePredictions } from "./checkpoint.js";
 import { evaluateLogits, type RunMetrics, runMetrics } from "./evaluation.js";
 import { EventLog } from "./events.js";
 import { initialHead, randomB } from "./inflora/design.js";
@@ -45,7 +42,7 @@ export interface TrainerInput {
   readonly runDir: string;
   readonly runId: string;
   readonly index: DatasetIndex;
-  readonly model: ModelSpec;
+  readonly model: VitConfig;
   readonly weightsFingerprint: string;
   readonly data: DataOptions;
   readonly pool: WorkerPool;
@@ -81,7 +78,7 @@ export class Trainer {
   private paramsVersion = Date.now() * 1000;
   private resumeProgress: TaskProgress | undefined;
   /** Finished tasks' adapters (float32, as sent to workers and checkpointed). */
-  private readonly adapters: TaskAdapters[] = [];
+  private readonly adapters: AdapterSet[] = [];
   private readonly heads: Head[] = [];
   private memory: (LayerMemory | undefined)[];
   private covariances: Mat[] = [];
@@ -196,7 +193,7 @@ export class Trainer {
   }
 
   private async publish(opts: { training: boolean; heads: boolean }): Promise<number> {
-    const finished: AdapterPayload[] = this.adapters.map((a, task) => ({ task, ...a }));
+    const finished = this.adapters.map((a, task) => ({ task, ...a }));
     const state: TaskState = {
       version: ++this.stateVersion,
       task: this.task,

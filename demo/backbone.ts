@@ -9,12 +9,12 @@ import * as tf from "@tensorflow/tfjs-core";
 import { writeFileAtomic } from "../common/atomic_write.js";
 import { log } from "../common/log.js";
 import { writeSafetensors } from "../common/safetensors.js";
+import type { VitConfig } from "../common/vit_config.js";
 import { openDataset } from "../worker/data/open_dataset.js";
 import { imagesToPatches } from "../worker/model/layers.js";
 import { fingerprintFile } from "../worker/model/load_weights.js";
 import { pretrainVit } from "../worker/model/pretrain.js";
 import { type HostTensor, InfLoraVit } from "../worker/model/vit.js";
-import type { VitConfig } from "../worker/model/vit_config.js";
 import type { Progress } from "./progress.js";
 
 export const BACKBONE_FORMAT = "inflora-demo-backbone/1";

@@ -4,12 +4,12 @@
  */
 import { randomUUID } from "node:crypto";
 import * as tf from "@tensorflow/tfjs-core";
+import { concatHeads, type Head } from "../common/adapters.js";
 import {
   type CovarianceRequest,
   type CovarianceResult,
   type EvalRequest,
   type EvalResult,
-  type HeadPayload,
   type MicroShard,
   PROTOCOL_VERSION,
   type SetupReply,
@@ -197,16 +197,18 @@ export class WorkerEngine implements WorkerClient {
     if (!state) throw new StaleVersionError("state", version);
     this.disposeLive();
     if (!this.foldedFrom || !sameAdapters(this.foldedFrom, state)) {
-      model.setFinishedAdapters(
-        state.finished.map((a) => ({ rank: a.rank, Bk: a.Bk, Bv: a.Bv, Ak: a.Ak, Av: a.Av })),
-      );
+      model.setFinishedAdapters(state.finished);
       this.foldedFrom = state;
     }
     const D = model.cfg.embedDim;
     const BT = state.currentB?.B.map((b) =>
       tf.tidy(() => tf.transpose(tf.tensor2d(b, [state.currentB!.rank, D])) as tf.Tensor2D),
     );
-    this.live = { state, BT, heads: state.heads.length ? concatHeads(state.heads, D) : undefined };
+    this.live = {
+      state,
+      BT,
+      heads: state.heads.length ? headTensors(concatHeads(state.heads, D), D) : undefined,
+    };
     return model;
   }
 
@@ -286,15 +288,6 @@ function sameAdapters(a: TaskState, b: TaskState): boolean {
   return a.finished.every((x, i) => x.task === b.finished[i].task);
 }
 
-function concatHeads(heads: HeadPayload[], D: number): { w: tf.Tensor2D; b: tf.Tensor1D } {
-  const total = heads.reduce((s, h) => s + h.classes, 0);
-  const w = new Float32Array(total * D);
-  const b = new Float32Array(total);
-  let row = 0;
-  for (const h of heads) {
-    w.set(h.weight, row * D);
-    b.set(h.bias, row);
-    row += h.classes;
-  }
-  return { w: tf.tensor2d(w, [total, D]), b: tf.tensor1d(b) };
+function headTensors(h: Head, D: number): { w: tf.Tensor2D; b: tf.Tensor1D } {
+  return { w: tf.tensor2d(h.weight, [h.classes, D]), b: tf.tensor1d(h.bias) };
 }

@@ -4,21 +4,20 @@
  * that do not match their samples, missing or repeated stream parts — with an error naming the field, so the
  * service answers INVALID_ARGUMENT instead of letting bad input reach the model.
  */
+import type { Head } from "../common/adapters.js";
 import type { AugmentKey } from "../common/data/types.js";
 import type {
-  AdapterPayload,
-  HeadPayload,
   MicroShard,
-  ModelSpec,
   SetupRequest,
   TaskState,
   TrainParams,
   TrainStepRequest,
 } from "../common/protocol.js";
 import { decodeF32, decodeI32, type Tensor } from "../common/tensor_codec.js";
+import type { VitConfig } from "../common/vit_config.js";
 import * as pb from "../proto/gen/inflora/v1/compute.js";
 import { BadImagePolicy, type SetupRequest as PbSetupRequest } from "../proto/gen/inflora/v1/setup.js";
-import type { Head, SetTaskStateRequest, TaskStateHeader } from "../proto/gen/inflora/v1/state.js";
+import type { Head as PbHead, SetTaskStateRequest, TaskStateHeader } from "../proto/gen/inflora/v1/state.js";
 
 export class InvalidRequestError extends Error {
   override readonly name = "InvalidRequestError";
@@ -54,7 +53,7 @@ export interface Dims {
   readonly depth: number;
 }
 
-export function dimsOf(model: ModelSpec): Dims {
+export function dimsOf(model: VitConfig): Dims {
   return { D: model.embedDim, depth: model.depth };
 }
 
@@ -76,7 +75,7 @@ export function version(v: number, field: string): number {
 
 export function decodeSetup(req: PbSetupRequest): SetupRequest {
   const m = req.model ?? fail("model", "missing");
-  const model: ModelSpec = {
+  const model: VitConfig = {
     imgSize: positiveInt(m.imgSize, "model.img_size"),
     patchSize: positiveInt(m.patchSize, "model.patch_size"),
     inChans: positiveInt(m.inChans, "model.in_chans"),
@@ -189,7 +188,7 @@ function f32(t: Tensor | undefined, field: string, shape: (number | undefined)[]
   return decodeF32(t, { field, shape, finite: true }).data;
 }
 
-function decodeHead(h: Head, field: string, D: number): HeadPayload {
+function decodeHead(h: PbHead, field: string, D: number): Head {
   const weight = decodeF32(h.weight, { field: `${field}.weight`, shape: [undefined, D], finite: true });
   const classes = weight.shape[0];
   if (classes < 1) fail(`${field}.weight`, "has no rows");
@@ -206,6 +205,7 @@ function checkRank(rank: number, field: string, D: number): number {
  * stream that ends early, repeats a part or sends one that was not announced is refused.
  */
 export class TaskStateAssembler {
+  /** The finished tasks' adapters as their blocks arrive. */
   private readonly finished: {
     task: number;
     rank: number;
@@ -215,7 +215,7 @@ export class TaskStateAssembler {
     Av: Float32Array[];
   }[];
   private readonly currentB?: { rank: number; B: Float32Array[] };
-  private readonly heads: (HeadPayload | undefined)[];
+  private readonly heads: (Head | undefined)[];
   readonly version: number;
 
   constructor(
@@ -288,7 +288,7 @@ export class TaskStateAssembler {
     const { depth } = this.dims;
     const missing = (arr: unknown[], n: number) =>
       Array.from({ length: n }, (_, i) => i).filter((i) => !arr[i]);
-    const finished: AdapterPayload[] = this.finished.map((f, i) => {
+    const finished = this.finished.map((f, i) => {
       const gap = missing(f.Bk, depth);
       if (gap.length) fail(`adapter[finished ${i}]`, `blocks ${gap.join(", ")} never arrived`);
       return { task: f.task, rank: f.rank, Bk: f.Bk, Bv: f.Bv, Ak: f.Ak, Av: f.Av };
@@ -304,7 +304,7 @@ export class TaskStateAssembler {
       task: this.header.task,
       finished,
       ...(this.currentB ? { currentB: this.currentB } : {}),
-      heads: this.heads as HeadPayload[],
+      heads: this.heads as Head[],
     };
   }
 }
@@ -317,7 +317,7 @@ export class TrainStepAssembler {
   private rank?: number;
   private readonly Ak: Float32Array[] = [];
   private readonly Av: Float32Array[] = [];
-  private head?: HeadPayload;
+  private head?: Head;
   readonly stateVersion: number;
   readonly paramsVersion: number;
   private readonly shards: pb.MicroShard[];

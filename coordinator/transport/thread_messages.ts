@@ -4,10 +4,10 @@
  * tag: the worker pool tells a malformed reply (quarantine, by its tag), a stale version (resend) and a
  * failed call (retry) apart.
  */
+import type { Head } from "../../common/adapters.js";
 import type {
   CovarianceRequest,
   EvalRequest,
-  HeadPayload,
   MicroShard,
   SetupRequest,
   TaskState,
@@ -49,7 +49,7 @@ export type ThreadNote =
       readonly digest?: string;
       readonly Ak: Float32Array[];
       readonly Av: Float32Array[];
-      readonly head: HeadPayload;
+      readonly head: Head;
     };
 
 /** A call to a transport thread (threads/call_thread.ts carries it): a method of one of its clients. */

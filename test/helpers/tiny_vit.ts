@@ -1,6 +1,7 @@
 /** A small random ViT in timm's layout, for tests that need a model but not the fixture's numbers. */
+
+import { expectedShapes, type VitConfig } from "../../common/vit_config.js";
 import type { HostTensor } from "../../worker/model/vit.js";
-import { expectedShapes, type VitConfig } from "../../worker/model/vit_config.js";
 
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;

@@ -4,10 +4,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { VitConfig } from "../../common/vit_config.js";
 import { selectBackend } from "../../worker/backend.js";
 import { validateWeights } from "../../worker/model/load_weights.js";
 import { initialWeights, pretrainVit } from "../../worker/model/pretrain.js";
-import type { VitConfig } from "../../worker/model/vit_config.js";
 import { mulberry32 } from "../helpers/tiny_vit.js";
 
 const cfg: VitConfig = {

@@ -12,12 +12,12 @@ import { openRunData } from "../../cli/evaluate_run.js";
 import { exportMerged, MERGED_FORMAT } from "../../cli/export_merged.js";
 import { train } from "../../cli/train.js";
 import { readSafetensors } from "../../common/safetensors.js";
+import { expectedShapes, type VitConfig } from "../../common/vit_config.js";
 import { testSamples } from "../../coordinator/plan.js";
 import { selectBackend } from "../../worker/backend.js";
 import { openDataset } from "../../worker/data/open_dataset.js";
 import { imagesToPatches } from "../../worker/model/layers.js";
 import { type HostTensor, InfLoraVit } from "../../worker/model/vit.js";
-import { expectedShapes, type VitConfig } from "../../worker/model/vit_config.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const tmp = mkdtempSync(path.join(os.tmpdir(), "inflora-export-"));

@@ -1,12 +1,12 @@
 /** Folding adapters into qkv: k rows gain Σ A_k B_k, v rows Σ A_v B_v, q rows are untouched. */
 import { describe, expect, it } from "vitest";
-import { foldAdapters, timmConstructor } from "../../cli/export_merged.js";
-import type { TaskAdapters } from "../../coordinator/checkpoint.js";
+import { foldQkv, timmConstructor } from "../../cli/export_merged.js";
+import type { AdapterSet } from "../../common/adapters.js";
 import { randomArray } from "../helpers/tiny_vit.js";
 
 const D = 6;
 
-function adapter(rank: number, seed: number): TaskAdapters {
+function adapter(rank: number, seed: number): AdapterSet {
   const blocks = (n: number, s: number) => [randomArray(n, s), randomArray(n, s + 1)];
   return {
     rank,
@@ -18,7 +18,7 @@ function adapter(rank: number, seed: number): TaskAdapters {
 }
 
 /** Σ_s A_s B_s for one block, naively in float64. */
-function product(adapters: TaskAdapters[], block: number, which: "k" | "v"): Float64Array {
+function product(adapters: AdapterSet[], block: number, which: "k" | "v"): Float64Array {
   const out = new Float64Array(D * D);
   for (const a of adapters) {
     const A = which === "k" ? a.Ak[block] : a.Av[block];
@@ -30,13 +30,13 @@ function product(adapters: TaskAdapters[], block: number, which: "k" | "v"): Flo
   return out;
 }
 
-describe("foldAdapters", () => {
+describe("foldQkv", () => {
   const qkv = randomArray(3 * D * D, 7);
   const adapters = [adapter(2, 100), adapter(3, 200)];
 
   for (const block of [0, 1]) {
     it(`block ${block}: q unchanged, k and v gain their products`, () => {
-      const merged = foldAdapters(qkv, D, adapters, block);
+      const merged = foldQkv(qkv, D, adapters, block);
       expect(merged.slice(0, D * D)).toEqual(qkv.slice(0, D * D));
       for (const [which, offset] of [
         ["k", D * D],
@@ -55,7 +55,7 @@ describe("foldAdapters", () => {
   }
 
   it("no adapters: a copy of the base", () => {
-    expect(foldAdapters(qkv, D, [], 0)).toEqual(qkv);
+    expect(foldQkv(qkv, D, [], 0)).toEqual(qkv);
   });
 
   it("names the timm constructor with the classes seen", () => {

@@ -5,12 +5,13 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
+import type { AdapterSet } from "../../common/adapters.js";
+import { numTokens, type VitConfig } from "../../common/vit_config.js";
 import { selectBackend } from "../../worker/backend.js";
 import { imagesToPatches } from "../../worker/model/layers.js";
 import { headLogits, lossAndGrads, type Trainables } from "../../worker/model/objective.js";
 import type { ComputePolicy } from "../../worker/model/policy.js";
-import { type FinishedAdapter, type HostWeights, InfLoraVit } from "../../worker/model/vit.js";
-import { numTokens, type VitConfig } from "../../worker/model/vit_config.js";
+import { type HostWeights, InfLoraVit } from "../../worker/model/vit.js";
 import { relErr } from "../helpers/rel_err.js";
 import { randomArray, randomWeights } from "../helpers/tiny_vit.js";
 
@@ -43,7 +44,7 @@ const label = (p: ComputePolicy) =>
 
 interface Case {
   weights: HostWeights;
-  finished: FinishedAdapter;
+  finished: AdapterSet;
   patches: Float32Array;
   targets: Int32Array;
   B: Float32Array[];

@@ -4,9 +4,10 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
+import { transpose2d } from "../../common/permute.js";
 import { selectBackend } from "../../worker/backend.js";
 import { erfRational, geluBackward, geluForward } from "../../worker/model/fused_ops.js";
-import { addHost, columnBlock, concatTerms, transposeHost } from "../../worker/model/host_math.js";
+import { columnBlock } from "../../worker/model/head_weights.js";
 import { FrozenLinear, gelu, layerNorm } from "../../worker/model/layers.js";
 import { relErr } from "../helpers/rel_err.js";
 import { randomArray } from "../helpers/tiny_vit.js";
@@ -142,38 +143,15 @@ describe("fused ops", () => {
 describe("host weight preparation", () => {
   it("transposes and cuts column blocks", () => {
     const a = Float32Array.from({ length: 12 }, (_, i) => i); // [3, 4]
-    expect(Array.from(transposeHost(a, 3, 4))).toEqual([0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]);
+    expect(Array.from(transpose2d(a, 3, 4))).toEqual([0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11]);
     expect(Array.from(columnBlock(a, 3, 4, 1, 2))).toEqual([1, 2, 5, 6, 9, 10]);
   });
 
   it("transposes large matrices tile by tile", () => {
     const [rows, cols] = [70, 45];
     const a = randomArray(rows * cols, 50);
-    const t = transposeHost(a, rows, cols);
+    const t = transpose2d(a, rows, cols);
     for (let i = 0; i < rows; i++)
       for (let j = 0; j < cols; j++) expect(t[j * rows + i]).toBe(a[i * cols + j]);
-  });
-
-  it("concatenates adapter factors so one product is Σ A_s B_s", () => {
-    const D = 6;
-    const terms = [2, 3].map((rank, s) => ({
-      rank,
-      A: randomArray(D * rank, 20 + s),
-      B: randomArray(rank * D, 30 + s),
-    }));
-    const { A, B, R } = concatTerms(terms, D);
-    expect(R).toBe(5);
-    for (let i = 0; i < D; i++) {
-      for (let j = 0; j < D; j++) {
-        let want = 0;
-        for (const t of terms) for (let k = 0; k < t.rank; k++) want += t.A[i * t.rank + k] * t.B[k * D + j];
-        let got = 0;
-        for (let k = 0; k < R; k++) got += A[i * R + k] * B[k * D + j];
-        expect(got).toBeCloseTo(want, 12);
-      }
-    }
-    const base = randomArray(50, 60);
-    const delta = randomArray(50, 61, 1e-3);
-    expect(Array.from(addHost(base, delta))).toEqual(Array.from(base, (v, i) => Math.fround(v + delta[i])));
   });
 });

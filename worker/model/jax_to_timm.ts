@@ -7,6 +7,7 @@
  * Shapes are checked symbolically: a letter binds to the first size seen for it, and every later use must
  * agree, so a wrong shape is reported against the size the rest of the checkpoint implies.
  */
+import { permute, transpose2d } from "../../common/permute.js";
 import type { TypedData } from "../../common/safetensors.js";
 
 export interface JaxArray {
@@ -281,52 +282,6 @@ function concat(xs: Float32Array[]): Float32Array {
   for (const x of xs) {
     out.set(x, at);
     at += x.length;
-  }
-  return out;
-}
-
-/** out = src transposed so that axis j of out is axis perm[j] of src (numpy's `transpose(perm)`). */
-function permute(src: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
-  if (perm.length === 2 && perm[0] === 1) return transpose2d(src, shape[0], shape[1]);
-  const n = shape.length;
-  const strides = new Array<number>(n);
-  let s = 1;
-  for (let k = n - 1; k >= 0; k--) {
-    strides[k] = s;
-    s *= shape[k];
-  }
-  const outShape = perm.map((p) => shape[p]);
-  const step = perm.map((p) => strides[p]);
-  const out = new Float32Array(src.length);
-  const inner = outShape[n - 1];
-  const innerStep = step[n - 1];
-  const idx = new Array<number>(n).fill(0);
-  let at = 0;
-  for (let j = 0; j < src.length; j += inner) {
-    for (let t = 0, a = at; t < inner; t++, a += innerStep) out[j + t] = src[a];
-    for (let k = n - 2; k >= 0; k--) {
-      idx[k]++;
-      at += step[k];
-      if (idx[k] < outShape[k]) break;
-      at -= step[k] * outShape[k];
-      idx[k] = 0;
-    }
-  }
-  return out;
-}
-
-/** [rows, cols] → [cols, rows] in 32×32 tiles: the naive loop strides through memory and misses the cache. */
-function transpose2d(src: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(rows * cols);
-  const B = 32;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(r0 + B, rows);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(c0 + B, cols);
-      for (let r = r0; r < r1; r++) {
-        for (let c = c0; c < c1; c++) out[c * rows + r] = src[r * cols + c];
-      }
-    }
   }
   return out;
 }

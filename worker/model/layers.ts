@@ -1,5 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
-import { transposeHost } from "./host_math.js";
+import { transpose2d } from "../../common/permute.js";
 
 export { gelu, LAYER_NORM_EPS, layerNorm } from "./fused_ops.js";
 
@@ -22,7 +22,7 @@ export class FrozenLinear {
       tf.tensor2d(weight, [outFeatures, inFeatures]),
       tf.tensor1d(bias),
       keepTranspose
-        ? tf.tensor2d(transposeHost(weight, outFeatures, inFeatures), [inFeatures, outFeatures])
+        ? tf.tensor2d(transpose2d(weight, outFeatures, inFeatures), [inFeatures, outFeatures])
         : null,
     );
   }

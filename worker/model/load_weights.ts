@@ -8,11 +8,11 @@ import { readFile } from "node:fs/promises";
 import { npzArrays } from "../../common/npy.js";
 import { type PthOptions, readPthArchive } from "../../common/pth.js";
 import { readSafetensors } from "../../common/safetensors.js";
+import { expectedShapes, VIT_PRESETS, type VitConfig } from "../../common/vit_config.js";
 import { openZip } from "../../common/zip.js";
 import { jaxToTimm } from "./jax_to_timm.js";
 import { type PthLayout, selectPthLayout } from "./pth_to_timm.js";
 import type { HostTensor } from "./vit.js";
-import { expectedShapes, VIT_PRESETS, type VitConfig } from "./vit_config.js";
 
 export class WeightsError extends Error {
   override readonly name = "WeightsError";

@@ -3,10 +3,11 @@
  * targets, and its gradients w.r.t. the trainable Aᵀ (k and v, every block) and head t.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { TrainStepResult } from "../../common/protocol.js";
+import { gridSize } from "../../common/vit_config.js";
 import { tidyAll } from "./scope.js";
 import type { InfLoraVit } from "./vit.js";
 import { trainingPass } from "./vit_backprop.js";
-import { gridSize } from "./vit_config.js";
 
 export interface Trainables {
   /** Per block Aᵀ [r, D] for k and v. */
@@ -17,15 +18,8 @@ export interface Trainables {
   readonly headB: tf.Tensor1D;
 }
 
-export interface StepOutput {
-  readonly lossSum: number;
-  readonly correct: number;
-  /** Gradients in A's layout [D, r] (row-major), per block. */
-  readonly gradAk: Float32Array[];
-  readonly gradAv: Float32Array[];
-  readonly gradHeadW: Float32Array;
-  readonly gradHeadB: Float32Array;
-}
+/** A micro-shard's reply without its index and image count (the engine adds those). */
+export type ShardGradients = Omit<TrainStepResult, "index" | "count">;
 
 /** Logits of head t for a micro-batch with the live adapter. */
 export function headLogits(
@@ -39,7 +33,7 @@ export function headLogits(
   return tf.add(tf.matMul(feats, p.headW, false, true), p.headB);
 }
 
-/** Float64 running sums of a micro-shard's gradients, in the layouts StepOutput reports. */
+/** Float64 running sums of a micro-shard's gradients, in the layouts the reply carries. */
 class GradientSums {
   lossSum = 0;
   correct = 0;
@@ -70,7 +64,7 @@ class GradientSums {
     for (let j = 0; j < acc.length; j++) acc[j] += g[j];
   }
 
-  output(): StepOutput {
+  output(): ShardGradients {
     return {
       lossSum: this.lossSum,
       correct: this.correct,
@@ -95,7 +89,7 @@ export function lossAndGrads(
   targets: Int32Array,
   BT: readonly tf.Tensor2D[],
   p: Trainables,
-): StepOutput {
+): ShardGradients {
   const { cfg } = model;
   const depth = BT.length;
   const classes = p.headB.shape[0];

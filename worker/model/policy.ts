@@ -6,7 +6,7 @@
  * matmuls with transpose flags, which they run well and in fewer kernel launches.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { numTokens, type VitConfig } from "./vit_config.js";
+import { numTokens, type VitConfig } from "../../common/vit_config.js";
 
 export interface ComputePolicy {
   /** Each image gets its own forward (and backward) pass; otherwise the whole micro-batch at once. */

@@ -6,9 +6,9 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { counterRng } from "../../common/data/counter_rng.js";
+import { expectedShapes, gridSize, numTokens, type VitConfig } from "../../common/vit_config.js";
 import { gelu, imagesToPatches, layerNorm } from "./layers.js";
 import type { HostTensor } from "./vit.js";
-import { expectedShapes, gridSize, numTokens, type VitConfig } from "./vit_config.js";
 
 /** Images n × 3 × S × S (CHW, as the data loader returns them) and their labels. */
 export interface LabelledImages {

@@ -5,12 +5,12 @@
  * backward pass frees a block's state as soon as it is done with it.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { numTokens } from "../../common/vit_config.js";
 import { type BlockSaved, blockBackward, blockForward } from "./block.js";
 import { layerNormBackward, layerNormForward } from "./fused_ops.js";
 import { matMulT } from "./policy.js";
 import { disposeAll, tidyAll } from "./scope.js";
-import { shapeFor, type VitInternals } from "./vit.js";
-import { numTokens } from "./vit_config.js";
+import { embedTokens, shapeFor, type VitInternals } from "./vit.js";
 
 export interface PassResult {
   readonly lossSum: tf.Scalar;
@@ -35,7 +35,7 @@ export function trainingPass(
   const depth = blocks.length;
   const N = numTokens(m.cfg);
   const saved: BlockSaved[] = [];
-  let x = m.embed(patchRows, batch);
+  let x = embedTokens(m.cfg, m, patchRows, batch);
   for (let i = 0; i < depth; i++) {
     const s = shapeFor(i, depth, batch, N);
     const input = x;

@@ -1,4 +1,7 @@
-/** Dimensions of a timm VisionTransformer (class token, learned position embedding, pre-LN blocks). */
+/**
+ * Dimensions of a timm VisionTransformer (class token, learned position embedding, pre-LN blocks): what the
+ * worker builds its model from, and what the coordinator sends it at setup.
+ */
 export interface VitConfig {
   readonly imgSize: number;
   readonly patchSize: number;
