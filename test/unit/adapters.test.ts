@@ -5,42 +5,18 @@
  */
 import { describe, expect, it } from "vitest";
 import {
-  type AdapterSet,
   addRounded,
   concatHeads,
   foldAdapters,
   type StackedFactors,
   stackFactors,
 } from "../../common/adapters.js";
+import { exactProduct, randomAdapterSet } from "../helpers/adapters.js";
 import { randomArray } from "../helpers/tiny_vit.js";
 
 const D = 6;
 
-function set(rank: number, seed: number): AdapterSet {
-  const blocks = (n: number, s: number) => [randomArray(n, s), randomArray(n, s + 1)];
-  return {
-    rank,
-    Bk: blocks(rank * D, seed),
-    Bv: blocks(rank * D, seed + 10),
-    Ak: blocks(D * rank, seed + 20),
-    Av: blocks(D * rank, seed + 30),
-  };
-}
-
-/** Σ_s A_s B_s [D, D] for one block, element by element in float64. */
-function exactProduct(sets: AdapterSet[], block: number, which: "k" | "v"): Float64Array {
-  const out = new Float64Array(D * D);
-  for (const s of sets) {
-    const A = which === "k" ? s.Ak[block] : s.Av[block];
-    const B = which === "k" ? s.Bk[block] : s.Bv[block];
-    for (let o = 0; o < D; o++)
-      for (let i = 0; i < D; i++)
-        for (let j = 0; j < s.rank; j++) out[o * D + i] += A[o * s.rank + j] * B[j * D + i];
-  }
-  return out;
-}
-
-const sets = [set(2, 100), set(3, 200)];
+const sets = [randomAdapterSet(D, 2, 100), randomAdapterSet(D, 3, 200)];
 const base = randomArray(D * D, 7);
 
 describe("stackFactors", () => {
@@ -48,7 +24,7 @@ describe("stackFactors", () => {
     for (const which of ["k", "v"] as const) {
       const { A, B, R } = stackFactors(sets, 1, which, D);
       expect(R).toBe(5);
-      const want = exactProduct(sets, 1, which);
+      const want = exactProduct(sets, D, 1, which);
       for (let i = 0; i < D; i++) {
         for (let j = 0; j < D; j++) {
           let got = 0;
@@ -64,7 +40,7 @@ describe("foldAdapters", () => {
   it("on the host: within one float32 rounding of the exact W + Σ A_s B_s", () => {
     for (const which of ["k", "v"] as const) {
       const folded = foldAdapters(base, D, sets, 0, which);
-      const p = exactProduct(sets, 0, which);
+      const p = exactProduct(sets, D, 0, which);
       for (let n = 0; n < D * D; n++) {
         const exact = base[n] + p[n];
         expect(Math.abs(folded[n] - exact)).toBeLessThanOrEqual(Math.abs(exact) * 2 ** -24 + 1e-12);
@@ -76,11 +52,11 @@ describe("foldAdapters", () => {
     const seen: StackedFactors[] = [];
     const product = (f: StackedFactors) => {
       seen.push(f);
-      return Float32Array.from(exactProduct(sets, 1, "v"));
+      return Float32Array.from(exactProduct(sets, D, 1, "v"));
     };
     const folded = foldAdapters(base, D, sets, 1, "v", product);
     expect(seen.map((f) => f.R)).toEqual([5]);
-    const delta = Float32Array.from(exactProduct(sets, 1, "v"));
+    const delta = Float32Array.from(exactProduct(sets, D, 1, "v"));
     expect(Array.from(folded)).toEqual(Array.from(base, (w, i) => Math.fround(w + delta[i])));
     expect(Array.from(addRounded(base, delta))).toEqual(Array.from(folded));
   });

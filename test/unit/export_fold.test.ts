@@ -1,38 +1,14 @@
 /** Folding adapters into qkv: k rows gain Σ A_k B_k, v rows Σ A_v B_v, q rows are untouched. */
 import { describe, expect, it } from "vitest";
 import { foldQkv, timmConstructor } from "../../cli/export_merged.js";
-import type { AdapterSet } from "../../common/adapters.js";
+import { exactProduct, randomAdapterSet } from "../helpers/adapters.js";
 import { randomArray } from "../helpers/tiny_vit.js";
 
 const D = 6;
 
-function adapter(rank: number, seed: number): AdapterSet {
-  const blocks = (n: number, s: number) => [randomArray(n, s), randomArray(n, s + 1)];
-  return {
-    rank,
-    Bk: blocks(rank * D, seed),
-    Bv: blocks(rank * D, seed + 10),
-    Ak: blocks(D * rank, seed + 20),
-    Av: blocks(D * rank, seed + 30),
-  };
-}
-
-/** Σ_s A_s B_s for one block, naively in float64. */
-function product(adapters: AdapterSet[], block: number, which: "k" | "v"): Float64Array {
-  const out = new Float64Array(D * D);
-  for (const a of adapters) {
-    const A = which === "k" ? a.Ak[block] : a.Av[block];
-    const B = which === "k" ? a.Bk[block] : a.Bv[block];
-    for (let o = 0; o < D; o++)
-      for (let i = 0; i < D; i++)
-        for (let j = 0; j < a.rank; j++) out[o * D + i] += A[o * a.rank + j] * B[j * D + i];
-  }
-  return out;
-}
-
 describe("foldQkv", () => {
   const qkv = randomArray(3 * D * D, 7);
-  const adapters = [adapter(2, 100), adapter(3, 200)];
+  const adapters = [randomAdapterSet(D, 2, 100), randomAdapterSet(D, 3, 200)];
 
   for (const block of [0, 1]) {
     it(`block ${block}: q unchanged, k and v gain their products`, () => {
@@ -42,7 +18,7 @@ describe("foldQkv", () => {
         ["k", D * D],
         ["v", 2 * D * D],
       ] as const) {
-        const p = product(adapters, block, which);
+        const p = exactProduct(adapters, D, block, which);
         for (let n = 0; n < D * D; n++) {
           // Summed in float64 and cast once: within one float32 rounding of the exact value.
           const exact = qkv[offset + n] + p[n];
