@@ -10,7 +10,7 @@
  */
 import { type AdapterSet, concatHeads, foldAdapters } from "../common/adapters.js";
 import { type StTensor, writeSafetensors } from "../common/safetensors.js";
-import { expectedShapes } from "../common/vit_config.js";
+import { expectedShapes, type VitConfig } from "../common/vit_config.js";
 import { readCheckpoint } from "../coordinator/checkpoint.js";
 import { loadWeights, WeightsError } from "../worker/model/load_weights.js";
 import { checkpointFile, readRunInfo, resolveTask } from "./evaluate_run.js";
@@ -51,17 +51,7 @@ export function foldQkv(
   return out;
 }
 
-export function timmConstructor(
-  m: {
-    imgSize: number;
-    patchSize: number;
-    embedDim: number;
-    depth: number;
-    numHeads: number;
-    mlpHidden: number;
-  },
-  classes: number,
-): string {
+export function timmConstructor(m: Omit<VitConfig, "inChans">, classes: number): string {
   return (
     `VisionTransformer(img_size=${m.imgSize}, patch_size=${m.patchSize}, embed_dim=${m.embedDim}, ` +
     `depth=${m.depth}, num_heads=${m.numHeads}, mlp_ratio=${m.mlpHidden / m.embedDim}, ` +

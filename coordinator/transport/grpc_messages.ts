@@ -3,6 +3,7 @@
  * large ones (task state, training parameters) cut into one message per block so that none comes near the
  * message-size limit.
  */
+import type { Head } from "../../common/adapters.js";
 import type { DataOptions } from "../../common/data/options.js";
 import type { MicroShard, SetupRequest, TaskState, TrainStepRequest } from "../../common/protocol.js";
 import { encodeTensor } from "../../common/tensor_codec.js";
@@ -12,7 +13,7 @@ import {
   type DataOptions as PbDataOptions,
   type SetupRequest as PbSetupRequest,
 } from "../../proto/gen/inflora/v1/setup.js";
-import type { Head, SetTaskStateRequest } from "../../proto/gen/inflora/v1/state.js";
+import type { Head as PbHead, SetTaskStateRequest } from "../../proto/gen/inflora/v1/state.js";
 
 function dataToPb(d: DataOptions): PbDataOptions {
   // `warn` is a callback and stays behind: the worker logs its own warnings.
@@ -58,11 +59,7 @@ export function shardsToPb(shards: readonly MicroShard[]): pb.MicroShard[] {
   }));
 }
 
-function head(
-  index: number,
-  h: { classes: number; weight: Float32Array; bias: Float32Array },
-  D: number,
-): Head {
+function head(index: number, h: Head, D: number): PbHead {
   return {
     index,
     weight: encodeTensor(h.weight, [h.classes, D], `heads[${index}].weight`),
