@@ -13,11 +13,12 @@ import type { VitConfig } from "../common/vit_config.js";
 import { openDataset } from "../worker/data/open_dataset.js";
 import { imagesToPatches } from "../worker/model/layers.js";
 import { fingerprintFile } from "../worker/model/load_weights.js";
-import { pretrainVit } from "../worker/model/pretrain.js";
 import { type HostTensor, InfLoraVit } from "../worker/model/vit.js";
+import { pretrainVit } from "./pretrain.js";
 import type { Progress } from "./progress.js";
 
-export const BACKBONE_FORMAT = "inflora-demo-backbone/1";
+// 2: pretrained through the model's own forward pass; a backbone of format 1 is trained again.
+export const BACKBONE_FORMAT = "inflora-demo-backbone/2";
 
 export const STAND_IN_NOTE =
   "This backbone stands in for ImageNet-21k pretraining: a small ViT trained from scratch on half of the " +

@@ -5,9 +5,9 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { VitConfig } from "../../common/vit_config.js";
+import { initialWeights, pretrainVit } from "../../demo/pretrain.js";
 import { selectBackend } from "../../worker/backend.js";
 import { validateWeights } from "../../worker/model/load_weights.js";
-import { initialWeights, pretrainVit } from "../../worker/model/pretrain.js";
 import { mulberry32 } from "../helpers/tiny_vit.js";
 
 const cfg: VitConfig = {

@@ -1,14 +1,17 @@
 /**
  * Full-model supervised training of a small ViT in timm's layout (every tensor trainable), for the demo's
  * backbone: it stands in for ImageNet-21k pretraining, which a laptop cannot redo. The forward pass is the
- * same computation as `InfLoraVit.features` (pre-LN blocks, exact GELU, class token, final norm) but over
- * `tf.Variable`s, because the adapter model's frozen layers deliberately compute no weight gradients.
+ * model's own (`vitFeatures`, worker/model/vit.ts); the gradients come from tfjs's autodiff through it,
+ * because the model's hand-written backward pass computes none for its frozen weights.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { counterRng } from "../../common/data/counter_rng.js";
-import { expectedShapes, gridSize, numTokens, type VitConfig } from "../../common/vit_config.js";
-import { gelu, imagesToPatches, layerNorm } from "./layers.js";
-import type { HostTensor } from "./vit.js";
+import { counterRng } from "../common/data/counter_rng.js";
+import { expectedShapes, gridSize, numTokens, type VitConfig } from "../common/vit_config.js";
+import type { KeyValueHead, QueryProjHead } from "../worker/model/attention.js";
+import type { BlockWeights } from "../worker/model/block.js";
+import { FrozenLinear, imagesToPatches } from "../worker/model/layers.js";
+import { type ComputePolicy, defaultPolicy } from "../worker/model/policy.js";
+import { type HostTensor, type VitTensors, vitFeatures } from "../worker/model/vit.js";
 
 /** Images n × 3 × S × S (CHW, as the data loader returns them) and their labels. */
 export interface LabelledImages {
@@ -78,92 +81,130 @@ export function initialWeights(cfg: VitConfig, classes: number, seed: number): M
 }
 
 /**
- * y = x Wᵀ + b whose forward and backward passes are plain 2-D matmuls with explicit transposes: the wasm
- * backend runs `matMul` with a transpose flag 10–40× slower than without, and tfjs's own matMul gradient
- * uses those flags.
+ * A linear layer whose weight trains: its value is the model's own (FrozenLinear.forward, with Wᵀ kept
+ * where the model keeps it); its gradients are plain 2-D matmuls with explicit transposes, because tfjs's
+ * gradient of a fused matmul uses transpose flags, which the wasm backend runs far slower.
  */
-const dense = tf.customGrad(((x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D, save: tf.GradSaveFunc) => {
-  save([x, w]);
-  return {
-    value: tf.add(tf.matMul(x, tf.transpose(w)), b),
-    gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
-      const [xs, ws] = saved as tf.Tensor2D[];
-      return [tf.matMul(dy, ws), tf.matMul(tf.transpose(dy), xs), tf.sum(dy, 0)];
-    },
-  };
-}) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (
-  x: tf.Tensor2D,
-  w: tf.Tensor2D,
-  b: tf.Tensor1D,
-) => tf.Tensor2D;
+class TrainableLinear extends FrozenLinear {
+  constructor(w: tf.Tensor2D, b: tf.Tensor1D) {
+    super(w, b, tf.getBackend() === "wasm" ? (tf.transpose(w) as tf.Tensor2D) : null);
+  }
 
-/** The trainable model: one variable per timm tensor (the patch conv kept flat as [D, C·p·p]). */
+  override forward(x: tf.Tensor2D): tf.Tensor2D {
+    const op = tf.customGrad(((xs: tf.Tensor2D, w: tf.Tensor2D, _b: tf.Tensor1D, save: tf.GradSaveFunc) => {
+      save([xs, w]);
+      return {
+        value: super.forward(xs),
+        gradFunc: (dy: tf.Tensor2D, [xSaved, wSaved]: tf.Tensor2D[]) => [
+          tf.matMul(dy, wSaved),
+          tf.matMul(tf.transpose(dy), xSaved),
+          tf.sum(dy, 0),
+        ],
+      };
+    }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (
+      x: tf.Tensor2D,
+      w: tf.Tensor2D,
+      b: tf.Tensor1D,
+    ) => tf.Tensor2D;
+    return op(x, this.w, this.b);
+  }
+}
+
+/**
+ * The trainable model: one variable per timm tensor, in timm's shape. Every step derives the layouts the
+ * model's forward pass multiplies with from them by differentiable ops, so tfjs's autodiff reaches every
+ * variable through that forward.
+ */
 class TrainableVit {
   readonly vars = new Map<string, tf.Variable>();
+  /** The per-image path reads activations back to the host, which autodiff cannot follow. */
+  private readonly policy: ComputePolicy;
 
   constructor(
     readonly cfg: VitConfig,
     weights: ReadonlyMap<string, HostTensor>,
   ) {
+    this.policy = { ...defaultPolicy(cfg), perImage: false };
     for (const [name, t] of weights) {
-      const shape = name === "patch_embed.proj.weight" ? [t.shape[0], t.data.length / t.shape[0]] : t.shape;
-      const initial = tf.tensor(t.data, [...shape]);
+      const initial = tf.tensor(t.data, [...t.shape]);
       this.vars.set(name, tf.variable(initial, true, `pretrain/${name}`));
       initial.dispose(); // the variable holds its own reference to the data
     }
   }
 
-  private v<R extends tf.Rank>(name: string): tf.Tensor<R> {
+  private v<T extends tf.Tensor>(name: string): T {
     const t = this.vars.get(name);
     if (!t) throw new Error(`pretrain: no variable ${name}`);
-    return t as unknown as tf.Tensor<R>;
+    return t as unknown as T;
   }
 
-  /** Patch rows [B·P, C·p·p] → logits [B, classes]. */
+  /** y = x Wᵀ + b over `${prefix}.weight` (as [out, in]) and `${prefix}.bias`. */
+  private linear(prefix: string): FrozenLinear {
+    const w = this.v<tf.Tensor>(`${prefix}.weight`);
+    const flat = tf.reshape(w, [w.shape[0], w.size / w.shape[0]]) as tf.Tensor2D;
+    return new TrainableLinear(flat, this.v(`${prefix}.bias`));
+  }
+
+  /** Block i's attention weights in head_weights.ts's per-head layouts, from the qkv and proj variables. */
+  private attentionHeads(i: number): { heads: QueryProjHead[]; kv: KeyValueHead[] } {
+    const D = this.cfg.embedDim;
+    const dh = D / this.cfg.numHeads;
+    const scale = dh ** -0.5;
+    const qkvW = this.v<tf.Tensor2D>(`blocks.${i}.attn.qkv.weight`);
+    const qkvB = this.v<tf.Tensor1D>(`blocks.${i}.attn.qkv.bias`);
+    const projW = this.v<tf.Tensor2D>(`blocks.${i}.attn.proj.weight`);
+    const rows = (r0: number) => tf.slice(qkvW, [r0, 0], [dh, D]);
+    const bias = (r0: number) => tf.slice(qkvB, [r0], [dh]);
+    const t = <T extends tf.Tensor>(x: tf.Tensor) => tf.transpose(x) as T;
+    const heads = Array.from({ length: this.cfg.numHeads }, (_, h): QueryProjHead => {
+      const wq = tf.mul(rows(h * dh), scale) as tf.Tensor2D;
+      const wp = tf.slice(projW, [0, h * dh], [D, dh]);
+      return { wqT: t(wq), bq: tf.mul(bias(h * dh), scale), wq, wpT: t(wp), wp };
+    });
+    const kv = Array.from({ length: this.cfg.numHeads }, (_, h): KeyValueHead => {
+      const wv = rows(2 * D + h * dh);
+      return { wk: rows(D + h * dh), wvT: t(wv), bv: bias(2 * D + h * dh), wv };
+    });
+    return { heads, kv };
+  }
+
+  /** Patch rows [B·P, C·p·p] → logits [B, classes], through the model's forward pass. */
   logits(patches: tf.Tensor2D, batch: number): tf.Tensor2D {
     const { cfg } = this;
     const D = cfg.embedDim;
-    const N = numTokens(cfg);
-    const P = gridSize(cfg) ** 2;
-    const H = cfg.numHeads;
-    const Dh = D / H;
-    const linear = (x: tf.Tensor2D, prefix: string) =>
-      dense(x, this.v<tf.Rank.R2>(`${prefix}.weight`), this.v<tf.Rank.R1>(`${prefix}.bias`));
-    const embedded = tf.reshape(linear(patches, "patch_embed.proj"), [batch, P, D]);
-    const cls = tf.tile(this.v<tf.Rank.R3>("cls_token"), [batch, 1, 1]);
-    let x = tf.reshape(tf.add(tf.concat([cls, embedded], 1), this.v("pos_embed")), [
-      batch * N,
-      D,
-    ]) as tf.Tensor2D;
-    const heads = (t: tf.Tensor) =>
-      tf.transpose(tf.reshape(t, [batch, N, H, Dh]), [0, 2, 1, 3]) as tf.Tensor4D;
+    const blocks: BlockWeights[] = [];
+    const kv: KeyValueHead[][] = [];
     for (let i = 0; i < cfg.depth; i++) {
       const p = `blocks.${i}.`;
-      const h = layerNorm(x, this.v(`${p}norm1.weight`), this.v(`${p}norm1.bias`));
-      const qkv = linear(h, `${p}attn.qkv`);
-      const [q, k, v] = tf.split(qkv, 3, 1);
-      const scores = tf.matMul(tf.mul(heads(q), Dh ** -0.5), heads(k), false, true);
-      const att = tf.matMul(tf.softmax(scores), heads(v));
-      const merged = tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [batch * N, D]) as tf.Tensor2D;
-      x = tf.add(x, linear(merged, `${p}attn.proj`));
-      const h2 = layerNorm(x, this.v(`${p}norm2.weight`), this.v(`${p}norm2.bias`));
-      x = tf.add(x, linear(gelu(linear(h2, `${p}mlp.fc1`)) as tf.Tensor2D, `${p}mlp.fc2`));
+      const attention = this.attentionHeads(i);
+      kv.push(attention.kv);
+      blocks.push({
+        norm1g: this.v(`${p}norm1.weight`),
+        norm1b: this.v(`${p}norm1.bias`),
+        heads: attention.heads,
+        projBias: this.v(`${p}attn.proj.bias`),
+        norm2g: this.v(`${p}norm2.weight`),
+        norm2b: this.v(`${p}norm2.bias`),
+        fc1: this.linear(`${p}mlp.fc1`),
+        fc2: this.linear(`${p}mlp.fc2`),
+      });
     }
-    const clsOut = tf.reshape(tf.slice(tf.reshape(x, [batch, N, D]), [0, 0, 0], [batch, 1, D]), [batch, D]);
-    const feats = layerNorm(clsOut as tf.Tensor2D, this.v("norm.weight"), this.v("norm.bias"));
-    return linear(feats, "head");
+    const t: VitTensors = {
+      patch: this.linear("patch_embed.proj"),
+      cls: tf.reshape(this.v("cls_token"), [1, D]),
+      pos: tf.reshape(this.v("pos_embed"), [numTokens(cfg), D]),
+      blocks,
+      normG: this.v("norm.weight"),
+      normB: this.v("norm.bias"),
+    };
+    return this.linear("head").forward(vitFeatures(cfg, t, kv, this.policy, patches, batch));
   }
 
-  /** Host copies under timm names and shapes (the patch conv back to [D, C, p, p]). */
+  /** Host copies under timm names and shapes. */
   export(): Map<string, HostTensor> {
-    const { cfg } = this;
     const out = new Map<string, HostTensor>();
     for (const [name, t] of this.vars) {
-      const shape =
-        name === "patch_embed.proj.weight"
-          ? [cfg.embedDim, cfg.inChans, cfg.patchSize, cfg.patchSize]
-          : [...t.shape];
-      out.set(name, { shape, data: Float32Array.from(t.dataSync() as Float32Array) });
+      out.set(name, { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) });
     }
     return out;
   }
