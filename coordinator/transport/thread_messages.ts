@@ -13,6 +13,7 @@ import type {
   TaskState,
 } from "../../common/protocol.js";
 import { StaleVersionError } from "../../common/protocol.js";
+import { decodePlainError, encodePlainError, type PlainError } from "../threads/messages.js";
 import type { GrpcWorkerClientOptions } from "./grpc_client.js";
 import { MalformedReplyError, WorkerRpcError } from "./grpc_client.js";
 
@@ -72,13 +73,7 @@ export type SerializedError =
       readonly reason?: WorkerRpcError["reason"];
     }
   | { readonly kind: "stale"; readonly what: "state" | "params"; readonly wanted: number }
-  | {
-      readonly kind: "other";
-      readonly name: string;
-      readonly message: string;
-      readonly stack?: string;
-      readonly tag?: string;
-    };
+  | (PlainError & { readonly kind: "other"; readonly tag?: string });
 
 export function serializeError(err: unknown): SerializedError {
   if (err instanceof MalformedReplyError) {
@@ -101,15 +96,8 @@ export function serializeError(err: unknown): SerializedError {
     };
   }
   if (err instanceof StaleVersionError) return { kind: "stale", what: err.what, wanted: err.wanted };
-  const e = err instanceof Error ? err : new Error(String(err));
-  const tag = (e as { tag?: unknown }).tag;
-  return {
-    kind: "other",
-    name: e.name,
-    message: e.message,
-    stack: e.stack,
-    ...(typeof tag === "string" ? { tag } : {}),
-  };
+  const tag = (err as { tag?: unknown } | null)?.tag;
+  return { kind: "other", ...encodePlainError(err), ...(typeof tag === "string" ? { tag } : {}) };
 }
 
 export function deserializeError(e: SerializedError): Error {
@@ -121,9 +109,7 @@ export function deserializeError(e: SerializedError): Error {
     case "stale":
       return new StaleVersionError(e.what, e.wanted);
     case "other": {
-      const err = new Error(e.message);
-      err.name = e.name;
-      if (e.stack) err.stack = e.stack;
+      const err = decodePlainError(e);
       return e.tag === undefined ? err : Object.assign(err, { tag: e.tag });
     }
   }
