@@ -50,7 +50,13 @@ export async function readCifarCatalog(dataPath: string, withPixels: boolean): P
   const files = await locateCifar(dataPath);
   const read = (file: string): Promise<CifarRecords> =>
     files.format === "binary" ? readCifarBinary(file, withPixels) : readCifarPickle(file, withPixels);
-  const [train, test] = await Promise.all([read(files.train), read(files.test)]);
+  // Both read at once, but a failure is reported in file order (train first), never by which read lost a race.
+  const settled = await Promise.allSettled([read(files.train), read(files.test)]);
+  const failed = settled.find((r) => r.status === "rejected");
+  if (failed) throw failed.reason;
+  const [train, test] = settled.map(
+    (r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof read>>>).value,
+  );
   const {
     classNames,
     train: trainLabels,
