@@ -9,6 +9,7 @@ import { log } from "../common/log.js";
 import type { MicroShard, TrainParams } from "../common/protocol.js";
 import type { EventLog } from "./events.js";
 import { type CoordinatorMetrics, trainStepBytes } from "./metrics.js";
+import type { LearningRates } from "./optim/optimizer.js";
 import type { TaskOptimizer } from "./optim/recipe.js";
 import { batches, epochOrder, microShards, type TaskPlan } from "./plan.js";
 import { type TaskProgress, writeProgress } from "./progress.js";
@@ -102,15 +103,18 @@ export class TaskTraining {
   private async epoch(epoch: number): Promise<void> {
     const { cfg, task: t, recipe, events } = this.ctx;
     const lr = recipe.learningRate(epoch);
+    const headLr = recipe.headLearningRate(epoch);
+    // Reported only where the recipe gives the head its own rate, so other methods' events are unchanged.
+    const rates = headLr === lr ? {} : { head_lr: headLr };
     const resumed = epoch === this.start.epoch && this.start.step > 0;
     const firstStep = resumed ? this.start.step : 0;
-    if (firstStep === 0) events.emit("epoch_started", { task: t.task, epoch, lr });
+    if (firstStep === 0) events.emit("epoch_started", { task: t.task, epoch, lr, ...rates });
     const started = performance.now();
     const list = batches(epochOrder(t, cfg.data_order, this.ctx.seed, epoch), cfg.batch_size);
     const acc = resumed ? { ...this.start.acc } : zeroSums();
     const countAtStart = acc.count;
     for (let step = firstStep; step < list.length; step++) {
-      await this.step(epoch, step, list, lr, acc);
+      await this.step(epoch, step, list, this.rates(lr, headLr), acc);
       if (this.saveDue(step + 1 < list.length)) await this.save(epoch, step + 1, acc);
     }
     const seconds = (performance.now() - started) / 1000;
@@ -119,6 +123,7 @@ export class TaskTraining {
       epoch,
       epochs: recipe.epochs,
       lr,
+      ...rates,
       loss: acc.lossSum / acc.count,
       train_accuracy: (100 * acc.correct) / acc.count,
       seconds,
@@ -132,8 +137,14 @@ export class TaskTraining {
       await this.save(epoch + 1, 0, zeroSums());
   }
 
+  /** The learning rate of each tensor of `flat`: the adapters' A_k, A_v, then the head's weight and bias. */
+  private rates(lr: number, headLr: number): LearningRates {
+    if (headLr === lr) return lr;
+    return [...this.p.Ak.map(() => lr), ...this.p.Av.map(() => lr), headLr, headLr];
+  }
+
   /** One optimizer step over the batch `list[step]`. */
-  private async step(epoch: number, step: number, list: Int32Array[], lr: number, acc: EpochSums) {
+  private async step(epoch: number, step: number, list: Int32Array[], lr: LearningRates, acc: EpochSums) {
     const { cfg, task: t, pool, metrics, stateVersion } = this.ctx;
     const shards: MicroShard[] = microShards(list[step], cfg.micro_shards).map((pos, index) => ({
       index,

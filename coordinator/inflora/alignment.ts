@@ -104,7 +104,9 @@ export function classSampler(stats: ClassStatistics, c: number, factor: number):
   const cov = stats.covs.subarray(c * D * D, (c + 1) * D * D);
   for (let k = 0; k < cov.length; k++) {
     if (!Number.isFinite(cov[k]))
-      throw new Error(`class statistics: class ${c}: covariance[${Math.floor(k / D)}, ${k % D}] is ${cov[k]}`);
+      throw new Error(
+        `class statistics: class ${c}: covariance[${Math.floor(k / D)}, ${k % D}] is ${cov[k]}`,
+      );
   }
   try {
     return { mean, L: Float32Array.from(choleskyLower(cov, D)) };
@@ -150,20 +152,26 @@ function check(heads: readonly Head[], stats: ClassStatistics, o: AlignmentOptio
     fail("stats.covs", `has ${stats.covs.length} values, expected classes·D·D = ${C}·${D}·${D}`);
   if (!Number.isInteger(o.task) || o.task <= 0) fail("task", `must be a positive integer, got ${o.task}`);
   if (heads.length !== o.task + 1)
-    fail("heads", `has ${heads.length} heads, alignment after task ${o.task} needs ${o.task + 1} (tasks 0..t)`);
+    fail(
+      "heads",
+      `has ${heads.length} heads, alignment after task ${o.task} needs ${o.task + 1} (tasks 0..t)`,
+    );
   heads.forEach((h, k) => {
     if (h.weight.length !== h.classes * D)
       fail(`heads[${k}].weight`, `has ${h.weight.length} values, expected ${h.classes}·${D}`);
-    if (h.bias.length !== h.classes) fail(`heads[${k}].bias`, `has ${h.bias.length} values, expected ${h.classes}`);
+    if (h.bias.length !== h.classes)
+      fail(`heads[${k}].bias`, `has ${h.bias.length} values, expected ${h.classes}`);
   });
   const headClasses = heads.reduce((n, h) => n + h.classes, 0);
   if (headClasses !== C) fail("heads", `cover ${headClasses} classes but stats.classes is ${C}`);
   if (!Number.isInteger(o.latestTaskSize) || o.latestTaskSize <= 0)
     fail("latestTaskSize", `must be a positive integer, got ${o.latestTaskSize}`);
-  if (o.logitNorm !== null && !(o.logitNorm > 0)) fail("logitNorm", `must be positive or null, got ${o.logitNorm}`);
+  if (o.logitNorm !== null && !(o.logitNorm > 0))
+    fail("logitNorm", `must be positive or null, got ${o.logitNorm}`);
   for (const key of ["epochs", "samplesPerClass", "batchSize"] as const) {
     const v = o[key];
-    if (v !== undefined && (!Number.isInteger(v) || v <= 0)) fail(key, `must be a positive integer, got ${v}`);
+    if (v !== undefined && (!Number.isInteger(v) || v <= 0))
+      fail(key, `must be a positive integer, got ${v}`);
   }
 }
 
@@ -249,7 +257,8 @@ export async function alignClassifier(
       if (steps % 16 === 0) await yieldToLoop();
     }
     const loss = lossSum / steps;
-    if (!Number.isFinite(loss)) throw new Error(`classifier alignment: task ${task} epoch ${epoch}: the loss is ${loss}`);
+    if (!Number.isFinite(loss))
+      throw new Error(`classifier alignment: task ${task} epoch ${epoch}: the loss is ${loss}`);
     epochLoss.push(loss);
     opts.onEpoch?.({ epoch, epochs, loss });
   }

@@ -23,7 +23,8 @@ export function alignmentLoss(
   grad?: Float64Array,
 ): number {
   const C = taskSizes.reduce((a, b) => a + b, 0);
-  if (logits.length !== rows * C) throw new RangeError(`alignmentLoss: logits has ${logits.length} values, expected ${rows}×${C}`);
+  if (logits.length !== rows * C)
+    throw new RangeError(`alignmentLoss: logits has ${logits.length} values, expected ${rows}×${C}`);
   const T = taskSizes.length;
   const z = new Float64Array(C);
   const y = new Float64Array(C);
@@ -69,7 +70,8 @@ export function alignmentLoss(
     let start = 0;
     for (let k = 0; k < T; k++) {
       const coef = norms[k] > 0 ? gy_y / (N * T * norms[k]) : 0;
-      for (let j = start; j < start + taskSizes[k]; j++) grad[i * C + j] = grad[i * C + j] * scale - coef * z[j];
+      for (let j = start; j < start + taskSizes[k]; j++)
+        grad[i * C + j] = grad[i * C + j] * scale - coef * z[j];
       start += taskSizes[k];
     }
   }

@@ -23,7 +23,8 @@ const BLOCK = 64;
 
 /** L (row-major n×n, zero above the diagonal) with A = L Lᵀ; A is read from `a` and not modified. */
 export function choleskyLower(a: ArrayLike<number>, n: number): Float64Array {
-  if (a.length !== n * n) throw new RangeError(`cholesky: ${n}×${n} needs ${n * n} elements, got ${a.length}`);
+  if (a.length !== n * n)
+    throw new RangeError(`cholesky: ${n}×${n} needs ${n * n} elements, got ${a.length}`);
   const l = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j <= i; j++) l[i * n + j] = a[i * n + j];
   for (let k0 = 0; k0 < n; k0 += BLOCK) {

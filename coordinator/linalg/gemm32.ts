@@ -17,7 +17,9 @@ export function gemm32(
   transB: boolean,
 ): void {
   if (a.length < m * k || b.length < k * n || c.length < m * n)
-    throw new RangeError(`gemm32: ${m}×${k} · ${k}×${n} with buffers of ${a.length}, ${b.length}, ${c.length}`);
+    throw new RangeError(
+      `gemm32: ${m}×${k} · ${k}×${n} with buffers of ${a.length}, ${b.length}, ${c.length}`,
+    );
   const addon = lapack();
   if (addon) {
     withLapackThreads(addon, () => addon.sgemm(a, b, c, 1, 1, m, n, k, transA, transB));

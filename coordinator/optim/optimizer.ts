@@ -2,9 +2,16 @@
  * The optimizers of the trained parameters (A_t for k and v, head t), in float64 on the coordinator, with
  * torch.optim's update rules: weight decay added to the gradient (not decoupled).
  */
+/** One learning rate for every tensor, or one per tensor (torch's parameter groups). */
+export type LearningRates = number | readonly number[];
+
+function rateOf(lr: LearningRates, j: number): number {
+  return typeof lr === "number" ? lr : lr[j];
+}
+
 export interface Optimizer {
   /** Updates `params` in place from `grads` (same layout, one Float64Array per parameter tensor). */
-  step(params: Float64Array[], grads: Float64Array[], lr: number): void;
+  step(params: Float64Array[], grads: Float64Array[], lr: LearningRates): void;
   /** Everything a resume needs, by name. */
   state(): Record<string, Float64Array>;
   load(state: Record<string, Float64Array>): void;
@@ -22,7 +29,9 @@ export class Adam implements Optimizer {
     private readonly eps = 1e-8,
   ) {}
 
-  step(params: Float64Array[], grads: Float64Array[], lr: number): void {
+  step(params: Float64Array[], grads: Float64Array[], lr: LearningRates): void {
+    if (typeof lr !== "number" && lr.length !== params.length)
+      throw new RangeError(`Adam.step: ${lr.length} learning rates for ${params.length} tensors`);
     if (this.m.length === 0) {
       this.m = params.map((p) => new Float64Array(p.length));
       this.v = params.map((p) => new Float64Array(p.length));
@@ -31,8 +40,8 @@ export class Adam implements Optimizer {
     const { beta1, beta2, eps, weightDecay } = this;
     const bc1 = 1 - beta1 ** this.steps;
     const bc2Sqrt = Math.sqrt(1 - beta2 ** this.steps);
-    const stepSize = lr / bc1;
     for (let j = 0; j < params.length; j++) {
+      const stepSize = rateOf(lr, j) / bc1;
       const p = params[j];
       const g = grads[j];
       const m = this.m[j];
@@ -75,17 +84,20 @@ export class Sgd implements Optimizer {
     private readonly momentum = 0.9,
   ) {}
 
-  step(params: Float64Array[], grads: Float64Array[], lr: number): void {
+  step(params: Float64Array[], grads: Float64Array[], lr: LearningRates): void {
+    if (typeof lr !== "number" && lr.length !== params.length)
+      throw new RangeError(`Sgd.step: ${lr.length} learning rates for ${params.length} tensors`);
     const first = this.buf.length === 0;
     if (first) this.buf = params.map((p) => new Float64Array(p.length));
     for (let j = 0; j < params.length; j++) {
       const p = params[j];
       const g = grads[j];
       const b = this.buf[j];
+      const rate = rateOf(lr, j);
       for (let i = 0; i < p.length; i++) {
         const gi = this.weightDecay !== 0 ? g[i] + this.weightDecay * p[i] : g[i];
         b[i] = first ? gi : this.momentum * b[i] + gi;
-        p[i] -= lr * b[i];
+        p[i] -= rate * b[i];
       }
     }
   }

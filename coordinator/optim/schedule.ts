@@ -9,3 +9,18 @@ export function learningRate(optim: "adam" | "sgd", base: number, epoch: number,
   if (epoch <= 1 || epochs <= 1) return base;
   return base * Math.cos((99 * Math.PI * (epoch - 1)) / (200 * (epochs - 1)));
 }
+
+/**
+ * torch.optim.lr_scheduler.MultiStepLR stepped once per epoch: the rate is multiplied by `gamma` on
+ * reaching each milestone, one multiplication at a time as its `step()` does (not gamma^k in one go).
+ */
+export function multiStepRate(
+  base: number,
+  gamma: number,
+  milestones: readonly number[],
+  epoch: number,
+): number {
+  let lr = base;
+  for (const m of milestones) if (epoch >= m) lr *= gamma;
+  return lr;
+}

@@ -55,7 +55,8 @@ describe("logit-normalised cross-entropy", () => {
   const bias = [0.05, -0.02, 0.1];
   const targets = [2, 0];
   const sizes = [2, 1];
-  const logitsOf = (w: number[][]) => X.map((x) => w.map((row, j) => row.reduce((s, v, d) => s + v * x[d], bias[j])));
+  const logitsOf = (w: number[][]) =>
+    X.map((x) => w.map((row, j) => row.reduce((s, v, d) => s + v * x[d], bias[j])));
   const flat = (rows: number[][]) => Float64Array.from(rows.flat());
 
   for (const tau of [0.1, null]) {
@@ -224,7 +225,6 @@ describe("alignClassifier", () => {
   it("takes torch's SGD steps: momentum, weight decay and CosineAnnealingLR per epoch", async () => {
     // Two classes of two tasks (one each), one sample per class, one batch per epoch; the covariance is so
     // small that each sample is its scaled mean, so the steps can be computed by hand.
-    const D2 = 2;
     const mu = [
       [1, 2],
       [-1, 0.5],
@@ -286,13 +286,15 @@ describe("alignClassifier", () => {
     await expect(alignClassifier(zeroHeads([2, 2, 3], D), stats, opts)).rejects.toThrow(
       /heads\[2\]\.weight|heads cover 7 classes/,
     );
-    await expect(
-      alignClassifier(heads, { ...stats, means: stats.means.subarray(1) }, opts),
-    ).rejects.toThrow(/stats\.means has 35 values/);
-    await expect(
-      alignClassifier(heads, { ...stats, covs: stats.covs.subarray(1) }, opts),
-    ).rejects.toThrow(/stats\.covs/);
-    await expect(alignClassifier(heads, stats, { ...opts, task: 0 })).rejects.toThrow(/task must be a positive/);
+    await expect(alignClassifier(heads, { ...stats, means: stats.means.subarray(1) }, opts)).rejects.toThrow(
+      /stats\.means has 35 values/,
+    );
+    await expect(alignClassifier(heads, { ...stats, covs: stats.covs.subarray(1) }, opts)).rejects.toThrow(
+      /stats\.covs/,
+    );
+    await expect(alignClassifier(heads, stats, { ...opts, task: 0 })).rejects.toThrow(
+      /task must be a positive/,
+    );
     await expect(alignClassifier(heads, stats, { ...opts, logitNorm: -1 })).rejects.toThrow(/logitNorm/);
   });
 });
