@@ -10,7 +10,19 @@ export interface VitConfig {
   readonly depth: number;
   readonly numHeads: number;
   readonly mlpHidden: number;
+  /** The final LayerNorm; absent means `pretrained`. */
+  readonly finalNorm?: FinalNorm;
 }
+
+/**
+ * The final LayerNorm before the heads: the checkpoint's (`pretrained`, eps 1e-6 as timm), or a fresh,
+ * frozen torch nn.LayerNorm (weight 1, bias 0, eps 1e-5), which the official InfLoRA_CA1 puts in place of
+ * the pretrained one on CIFAR-100 (docs/design.md#classifier-alignment).
+ */
+export type FinalNorm = "pretrained" | "fresh";
+
+/** torch.nn.LayerNorm's default eps: the fresh final norm's. */
+export const FRESH_NORM_EPS = 1e-5;
 
 /** timm's presets; the weights of `vit_base_patch16_224` are the ImageNet-21k augreg ones the reference uses. */
 export const VIT_PRESETS: Record<string, VitConfig> = {

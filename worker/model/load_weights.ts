@@ -8,7 +8,7 @@ import { readFile } from "node:fs/promises";
 import { npzArrays } from "../../common/npy.js";
 import { type PthOptions, readPthArchive } from "../../common/pth.js";
 import { readSafetensors } from "../../common/safetensors.js";
-import { expectedShapes, VIT_PRESETS, type VitConfig } from "../../common/vit_config.js";
+import { expectedShapes, type FinalNorm, VIT_PRESETS, type VitConfig } from "../../common/vit_config.js";
 import { openZip } from "../../common/zip.js";
 import { jaxToTimm } from "./jax_to_timm.js";
 import { type PthLayout, selectPthLayout } from "./pth_to_timm.js";
@@ -27,6 +27,8 @@ export interface WeightOverrides {
   readonly depth?: number;
   readonly embedDim?: number;
   readonly numHeads?: number;
+  /** Not read from the checkpoint: the method's choice, carried into the config (see FinalNorm). */
+  readonly finalNorm?: FinalNorm;
 }
 
 export interface LoadedWeights {
@@ -121,6 +123,8 @@ export function inferConfig(
     depth,
     numHeads,
     mlpHidden: fc1[0],
+    // Only when asked, so every other model's config stays as it was.
+    ...(overrides.finalNorm === "fresh" ? { finalNorm: "fresh" as const } : {}),
   };
   const pins: [keyof WeightOverrides, string, number][] = [
     ["imgSize", "img_size", cfg.imgSize],

@@ -11,7 +11,7 @@ import {
   type Projection,
   type StackedFactors,
 } from "../../common/adapters.js";
-import { gridSize, numTokens, type VitConfig } from "../../common/vit_config.js";
+import { FRESH_NORM_EPS, gridSize, numTokens, type VitConfig } from "../../common/vit_config.js";
 import type { AttentionShape, KeyValueHead } from "./attention.js";
 import { type BlockWeights, blockForward } from "./block.js";
 import { layerNormForward } from "./fused_ops.js";
@@ -54,6 +54,8 @@ export interface VitTensors {
   readonly blocks: readonly BlockWeights[];
   readonly normG: tf.Tensor1D;
   readonly normB: tf.Tensor1D;
+  /** The final norm's eps; absent means timm's LAYER_NORM_EPS. */
+  readonly normEps?: number;
 }
 
 /** What the training pass needs from the model; see InfLoraVit.internals. */
@@ -121,9 +123,7 @@ export class InfLoraVit {
       });
       this.kv.push(keyValueHeads(this.baseK[i], this.baseV[i], this.biasV[i], D, cfg.numHeads));
     }
-    const normG = tf.tensor1d(get("norm.weight"));
-    const normB = tf.tensor1d(get("norm.bias"));
-    this.t = { patch, cls, pos, blocks, normG, normB };
+    this.t = { patch, cls, pos, blocks, ...finalNorm(cfg, get) };
   }
 
   get depth(): number {
@@ -199,6 +199,17 @@ export class InfLoraVit {
   }
 }
 
+/** The final norm's tensors: the checkpoint's, or a fresh one (see FinalNorm). */
+function finalNorm(
+  cfg: VitConfig,
+  get: (name: string) => Float32Array,
+): Pick<VitTensors, "normG" | "normB" | "normEps"> {
+  if (cfg.finalNorm === "fresh") {
+    return { normG: tf.ones([cfg.embedDim]), normB: tf.zeros([cfg.embedDim]), normEps: FRESH_NORM_EPS };
+  }
+  return { normG: tf.tensor1d(get("norm.weight")), normB: tf.tensor1d(get("norm.bias")) };
+}
+
 /**
  * The forward pass: patch rows [B·P, C·p·p] (see imagesToPatches) → cls features after the final norm,
  * [B, D], with `kv` as each block's key and value weights. `collect` receives every block's attention
@@ -242,7 +253,7 @@ export function vitFeatures(
   }
   const feats = tf.tidy(() => {
     const cls = xs.length === 1 ? xs[0] : tf.concat(xs);
-    return layerNormForward(cls, t.normG, t.normB).y;
+    return layerNormForward(cls, t.normG, t.normB, t.normEps).y;
   });
   tf.dispose(xs);
   return feats;

@@ -48,7 +48,7 @@ export function trainingPass(
     x = r.y;
   }
   // x: the last block's class tokens, [B, D].
-  const fin = layerNormForward(x, m.normG, m.normB);
+  const fin = layerNormForward(x, m.normG, m.normB, m.normEps);
   const logits = tf.add(matMulT(fin.y, headW, false, true, policy), headB) as tf.Tensor2D;
   const lossSum = tf.neg(tf.sum(tf.mul(tf.logSoftmax(logits), onehot))) as tf.Scalar;
   const dLogits = tf.sub(tf.softmax(logits), onehot) as tf.Tensor2D;
