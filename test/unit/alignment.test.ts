@@ -10,6 +10,7 @@ import {
 } from "../../coordinator/inflora/alignment.js";
 import { alignmentLoss } from "../../coordinator/inflora/alignment_loss.js";
 import { choleskyLower } from "../../coordinator/linalg/cholesky.js";
+import { gemm32 } from "../../coordinator/linalg/gemm32.js";
 
 /** Statistics with the given means [C][D] and every covariance s·I (+ nothing else). */
 function isotropic(means: number[][], s: number): ClassStatistics {
@@ -112,6 +113,36 @@ describe("Cholesky factor", () => {
             worst = Math.max(worst, Math.abs(s - a[i * n + j]));
           }
         expect(worst).toBeLessThan(1e-11);
+      } finally {
+        if (saved === undefined) delete process.env.INFLORA_LINALG;
+        else process.env.INFLORA_LINALG = saved;
+      }
+    });
+  }
+});
+
+describe("float32 products", () => {
+  for (const path of ["default", "ts"]) {
+    it(`equal the definition for every transpose (${path} path)`, () => {
+      const saved = process.env.INFLORA_LINALG;
+      if (path === "ts") process.env.INFLORA_LINALG = "ts";
+      try {
+        const [m, n, k] = [5, 4, 3];
+        const rng = counterRng(4, 4);
+        const A = Array.from({ length: m }, () => Array.from({ length: k }, () => rng.nextFloat() - 0.5));
+        const B = Array.from({ length: k }, () => Array.from({ length: n }, () => rng.nextFloat() - 0.5));
+        for (const ta of [false, true])
+          for (const tb of [false, true]) {
+            const a = Float32Array.from(ta ? A[0].flatMap((_, p) => A.map((row) => row[p])) : A.flat());
+            const b = Float32Array.from(tb ? B[0].flatMap((_, j) => B.map((row) => row[j])) : B.flat());
+            const c = new Float32Array(m * n);
+            gemm32(a, b, c, m, n, k, ta, tb);
+            for (let i = 0; i < m; i++)
+              for (let j = 0; j < n; j++) {
+                const want = A[i].reduce((s, v, p) => s + Math.fround(v) * Math.fround(B[p][j]), 0);
+                expect(c[i * n + j]).toBeCloseTo(want, 5);
+              }
+          }
       } finally {
         if (saved === undefined) delete process.env.INFLORA_LINALG;
         else process.env.INFLORA_LINALG = saved;
