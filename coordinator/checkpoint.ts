@@ -4,7 +4,8 @@
  * file and tensor on any mismatch.
  */
 import type { AdapterSet, Head } from "../common/adapters.js";
-import { readSafetensors, type StTensor, writeSafetensors } from "../common/safetensors.js";
+import { readCheckedSafetensors, writeCheckedSafetensors } from "../common/checked_safetensors.js";
+import { type StTensor, writeSafetensors } from "../common/safetensors.js";
 import type { ProjectionType } from "./inflora/dualgpm.js";
 import type { Mat } from "./linalg/matrix.js";
 
@@ -52,7 +53,7 @@ export async function writeCheckpoint(file: string, s: CheckpointState, D: numbe
       data: m.basis.data,
     });
   });
-  await writeSafetensors(file, tensors, {
+  await writeCheckedSafetensors(file, tensors, {
     format: CHECKPOINT_FORMAT,
     task: String(s.task),
     dualgpm_types: JSON.stringify(s.memory.map((m) => m.type)),
@@ -65,7 +66,7 @@ export async function readCheckpoint(
   file: string,
   expect: { depth: number; D: number },
 ): Promise<CheckpointState> {
-  const { tensors, metadata } = await readSafetensors(file);
+  const { tensors, metadata } = await readCheckedSafetensors(file);
   const fail = (msg: string): never => {
     throw new CheckpointError(`${file}: ${msg}`);
   };

@@ -4,7 +4,8 @@
  * bit-identical results. Together with the last finished task's checkpoint it is everything a resume
  * needs; the augmentation and shuffle streams are counter-based, so there is no RNG state to keep.
  */
-import { readSafetensors, type StTensor, writeSafetensors } from "../common/safetensors.js";
+import { readCheckedSafetensors, writeCheckedSafetensors } from "../common/checked_safetensors.js";
+import type { StTensor } from "../common/safetensors.js";
 import { CheckpointError } from "./checkpoint.js";
 
 export const PROGRESS_FORMAT = "inflora-progress/1";
@@ -42,7 +43,7 @@ export async function writeProgress(file: string, p: TaskProgress, D: number): P
   t.set("state.head.weight", f64([p.headB.length, D], p.headW));
   t.set("state.head.bias", f64([p.headB.length], p.headB));
   for (const [k, v] of Object.entries(p.optimizer)) t.set(`state.optim.${k}`, f64([v.length], v));
-  await writeSafetensors(file, t, {
+  await writeCheckedSafetensors(file, t, {
     format: PROGRESS_FORMAT,
     task: String(p.task),
     epoch: String(p.epoch),
@@ -58,7 +59,7 @@ export async function readProgress(
   file: string,
   expect: { depth: number; D: number },
 ): Promise<TaskProgress> {
-  const { tensors, metadata } = await readSafetensors(file);
+  const { tensors, metadata } = await readCheckedSafetensors(file);
   const fail = (msg: string): never => {
     throw new CheckpointError(`${file}: ${msg}`);
   };
