@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { type FileHandle, mkdir, open, rename, rm } from "node:fs/promises";
+import { type FileHandle, mkdir, open, rename, rm, statfs } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
 /**
@@ -9,17 +9,19 @@ import { basename, dirname, join } from "node:path";
  * the target is left as it was. Missing parent folders are created.
  *
  * A chunk array is written chunk by chunk, so large tensor files never need one contiguous buffer.
+ *
+ * A full file system (ENOSPC, or EDQUOT for a quota) becomes a DiskFullError naming the file, the bytes
+ * the write needed and the bytes free once the temp file is gone.
  */
 export async function writeFileAtomic(path: string, data: Uint8Array | string | Uint8Array[]): Promise<void> {
   const dir = dirname(path);
   await mkdir(dir, { recursive: true });
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(6).toString("hex")}.tmp`);
   let fh: FileHandle | undefined;
+  const chunks = typeof data === "string" ? [Buffer.from(data, "utf8")] : Array.isArray(data) ? data : [data];
   try {
     // "wx": never clobber another writer's temp file, however unlikely the name clash.
     fh = await open(tmp, "wx");
-    const chunks =
-      typeof data === "string" ? [Buffer.from(data, "utf8")] : Array.isArray(data) ? data : [data];
     for (const chunk of chunks) {
       if (!(chunk instanceof Uint8Array)) {
         throw new TypeError(`writeFileAtomic(${path}): chunk is not a Uint8Array`);
@@ -34,9 +36,44 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string | 
   } catch (err) {
     if (fh !== undefined) await fh.close().catch(() => {});
     await rm(tmp, { force: true }).catch(() => {});
+    if (isDiskFull(err)) throw await diskFullError(path, chunks, err);
     throw err;
   }
   await syncDir(dir);
+}
+
+/** The file system holding a file is full: the message names the file, the bytes needed and free. */
+export class DiskFullError extends Error {
+  override readonly name = "DiskFullError";
+  constructor(
+    readonly file: string,
+    readonly neededBytes: number,
+    readonly freeBytes: number | undefined,
+    readonly code: string,
+    options: { cause: unknown },
+  ) {
+    const free = freeBytes === undefined ? "free space unknown" : `${freeBytes} bytes free`;
+    super(
+      `${file}: no space left to write it (${code}): needs ${neededBytes} bytes, ${free} on its file system; ` +
+        "the previous file under this name is unchanged and the temp file removed",
+      options,
+    );
+  }
+}
+
+function isDiskFull(err: unknown): err is NodeJS.ErrnoException {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === "ENOSPC" || code === "EDQUOT";
+}
+
+async function diskFullError(path: string, chunks: Uint8Array[], err: NodeJS.ErrnoException) {
+  const needed = chunks.reduce((n, c) => n + (c instanceof Uint8Array ? c.byteLength : 0), 0);
+  // Free space for an unprivileged writer (bavail), measured after the temp file was removed.
+  const free = await statfs(dirname(path)).then(
+    (s) => s.bavail * s.bsize,
+    () => undefined,
+  );
+  return new DiskFullError(path, needed, free, err.code ?? "ENOSPC", { cause: err });
 }
 
 /** FileHandle.write may write fewer bytes than asked (large buffers, some file systems). */
