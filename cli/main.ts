@@ -60,6 +60,7 @@ const INPUT_ERRORS = new Set([
   "CheckpointConversionError",
   "DataError",
   "CheckpointError",
+  "DamagedFileError",
   "WorkerSetupError",
 ]);
 

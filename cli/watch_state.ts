@@ -103,6 +103,8 @@ export function applyEvent(s: WatchState, e: RunEvent): string | undefined {
     }
     case "checkpoint_written":
       return `checkpoint ${typeof e.file === "string" ? e.file : `after task ${(task ?? 0) + 1}`} written`;
+    case "checkpoint_damaged":
+      return `damaged ${String(e.file)} passed over (${String(e.where)}): ${String(e.fallback)}`;
     case "run_finished": {
       s.status = "finished";
       s.phase = undefined;

@@ -15,6 +15,7 @@ export type EventName =
   | "epoch_started"
   | "epoch_finished"
   | "checkpoint_written"
+  | "checkpoint_damaged"
   | "worker_joined"
   | "worker_left"
   | "worker_failed";

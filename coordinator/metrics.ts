@@ -34,6 +34,7 @@ const EVENT_NAMES: readonly EventName[] = [
   "epoch_started",
   "epoch_finished",
   "checkpoint_written",
+  "checkpoint_damaged",
   "worker_joined",
   "worker_left",
   "worker_failed",

@@ -14,6 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { writeFileAtomic } from "../common/atomic_write.js";
+import { DamagedFileError } from "../common/checked_safetensors.js";
 import { log } from "../common/log.js";
 import { type CheckpointState, checkpointName, readCheckpoint } from "./checkpoint.js";
 import type { RunMetrics } from "./evaluation.js";
@@ -26,6 +27,27 @@ export interface ResumeCheck {
   readonly rank: number;
   readonly configSha256: string;
   readonly classOrder: readonly number[];
+}
+
+/** A checkpoint or progress file whose checksum failed, which a resume passed over. */
+export interface DamagedFile {
+  /** Relative to the run directory. */
+  readonly file: string;
+  /** What is damaged: "header", `tensor "…"`, … */
+  readonly where: string;
+  readonly error: string;
+  /** What the resume used instead, in words. */
+  readonly fallback: string;
+}
+
+/** Everything a resume reads, after passing over damaged files (docs/design.md#resume). */
+export interface ResumeState {
+  /** The newest finished task with an intact checkpoint; −1 for none. */
+  readonly last: number;
+  readonly finished?: { state: CheckpointState; metrics: RunMetrics };
+  /** The in-progress state of task `last + 1`, when one is saved and intact. */
+  readonly progress?: TaskProgress;
+  readonly damaged: DamagedFile[];
 }
 
 export class RunDir {
@@ -129,6 +151,41 @@ export class RunDir {
 
   readMetrics(): RunMetrics {
     return JSON.parse(readFileSync(this.metricsJson, "utf8")) as RunMetrics;
+  }
+
+  /**
+   * What a resume continues from: the newest intact checkpoint of the unbroken sequence from task 0 and,
+   * when it belongs to the next task and is intact, the progress file. A damaged file (its checksum or
+   * structure fails) is passed over for the one before it, or for the task's start, and listed in
+   * `damaged`; any other refusal (another config, another class order) still stops the resume.
+   */
+  async readResume(tasks: number, want: ResumeCheck): Promise<ResumeState> {
+    const damaged: DamagedFile[] = [];
+    const passOver = (err: unknown, fallback: string): void => {
+      if (!(err instanceof DamagedFileError)) throw err;
+      const file = this.relative(err.file);
+      damaged.push({ file, where: err.where, error: err.message, fallback });
+      log.warn({ file, where: err.where, fallback }, `damaged ${file} passed over: ${err.message}`);
+    };
+    let last = this.lastFinishedTask(tasks);
+    let finished: ResumeState["finished"];
+    for (; last >= 0; last--) {
+      try {
+        finished = await this.readFinished(last, want);
+        break;
+      } catch (err) {
+        passOver(err, last > 0 ? `resuming from ${checkpointName(last - 1)}` : "starting the run afresh");
+      }
+    }
+    let progress: TaskProgress | undefined;
+    if (last + 1 < tasks) {
+      try {
+        progress = await this.readProgress(last + 1, want);
+      } catch (err) {
+        passOver(err, `starting task ${last + 1} from its first phase`);
+      }
+    }
+    return { last, finished, progress, damaged };
   }
 
   /** The state after task `last` and the metrics up to it, refused when written for another run. */

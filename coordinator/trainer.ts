@@ -30,7 +30,7 @@ import { covariancePass, evaluationPass, type PassContext } from "./passes.js";
 import { buildPlan, type RunPlan, type TaskPlan, testSamples } from "./plan.js";
 import type { TaskProgress } from "./progress.js";
 import { toFloat32 } from "./reduce.js";
-import { type ResumeCheck, RunDir } from "./run_dir.js";
+import { type DamagedFile, type ResumeCheck, type ResumeState, RunDir } from "./run_dir.js";
 import { freshStart, startFromProgress, TaskTraining, type TrainContext } from "./task_training.js";
 import type { WorkerPool } from "./worker_pool.js";
 
@@ -77,6 +77,8 @@ export class Trainer {
   private stateVersion = Date.now() * 1000;
   private paramsVersion = Date.now() * 1000;
   private resumeProgress: TaskProgress | undefined;
+  /** Files the resume found damaged and passed over, reported after run_started. */
+  private damaged: DamagedFile[] = [];
   /** Finished tasks' adapters (float32, as sent to workers and checkpointed). */
   private readonly adapters: AdapterSet[] = [];
   private readonly heads: Head[] = [];
@@ -140,6 +142,7 @@ export class Trainer {
       resumed_at_task: this.task,
       entry_phase: this.phase,
     });
+    for (const d of this.damaged) this.events.emit("checkpoint_damaged", { ...d });
     if (this.phase !== "DONE") this.events.emit("task_started", { task: this.task });
     try {
       while (this.phase !== "DONE") await this.advance(this.phase);
@@ -346,28 +349,30 @@ export class Trainer {
   }
 
   /**
-   * Continues after the newest finished task found in RUN_DIR/checkpoints, at the phase named here: the
-   * task's first, or TRAIN when a progress state holds the task's B (designed before the restart) and
-   * its training so far. Returns why.
+   * Continues after the newest finished task whose checkpoint in RUN_DIR/checkpoints is intact (damaged
+   * ones are passed over and reported), at the phase named here: the task's first, or TRAIN when a
+   * progress state holds the task's B (designed before the restart) and its training so far. Returns why.
    */
   private async restore(): Promise<string> {
-    const last = this.dir.lastFinishedTask(this.plan.tasks.length);
-    if (last >= 0) await this.restoreFinished(last);
+    const resume = await this.dir.readResume(this.plan.tasks.length, this.resumeCheck());
+    const { last, finished } = resume;
+    if (finished) this.restoreFinished(last, finished);
     this.task = last + 1;
-    if (this.task < this.plan.tasks.length)
-      this.resumeProgress = await this.dir.readProgress(this.task, this.resumeCheck());
+    this.resumeProgress = resume.progress;
+    this.damaged = resume.damaged;
     if (this.resumeProgress) {
       this.phase = "TRAIN";
       const { epoch, step } = this.resumeProgress;
       return `a progress state of task ${this.task} (epoch ${epoch}, step ${step}) holds its designed B`;
     }
     this.phase = this.table.first;
-    return last < 0 ? "no finished task to resume from" : `resuming after the last finished task ${last}`;
+    if (last < 0) return "no intact finished task to resume from";
+    return `resuming after the last ${this.damaged.length ? "intact " : ""}finished task ${last}`;
   }
 
   /** The state after task `last`: its checkpoint and the metrics so far. */
-  private async restoreFinished(last: number): Promise<void> {
-    const { state, metrics: m } = await this.dir.readFinished(last, this.resumeCheck());
+  private restoreFinished(last: number, finished: NonNullable<ResumeState["finished"]>): void {
+    const { state, metrics: m } = finished;
     this.adapters.push(...state.adapters);
     this.heads.push(...state.heads);
     this.memory = state.memory.map((x) => ({ basis: x.basis, type: x.type }));
