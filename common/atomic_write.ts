@@ -55,7 +55,7 @@ export class DiskFullError extends Error {
     const free = freeBytes === undefined ? "free space unknown" : `${freeBytes} bytes free`;
     super(
       `${file}: no space left to write it (${code}): needs ${neededBytes} bytes, ${free} on its file system; ` +
-        "the previous file under this name is unchanged and the temp file removed",
+        "any earlier file of this name is unchanged and the temp file is removed",
       options,
     );
   }

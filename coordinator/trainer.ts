@@ -147,7 +147,12 @@ export class Trainer {
     try {
       while (this.phase !== "DONE") await this.advance(this.phase);
     } catch (err) {
-      this.events.emit("run_failed", { task: this.task, phase: this.phase, error: (err as Error).message });
+      try {
+        this.events.emit("run_failed", { task: this.task, phase: this.phase, error: (err as Error).message });
+      } catch (appendErr) {
+        // On a full disk the event cannot be appended either; the run's own error is the one to report.
+        log.error({ err: appendErr }, "could not record run_failed in the event log");
+      }
       throw err;
     }
     const metrics = runMetrics(this.cil, this.withTask, this.matrix);
