@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { appendFileSync, statfsSync } from "node:fs";
 import { type FileHandle, mkdir, open, rename, rm, statfs } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 
@@ -51,17 +52,17 @@ export class DiskFullError extends Error {
     readonly freeBytes: number | undefined,
     readonly code: string,
     options: { cause: unknown },
+    outcome = "any earlier file of this name is unchanged and the temp file is removed",
   ) {
     const free = freeBytes === undefined ? "free space unknown" : `${freeBytes} bytes free`;
     super(
-      `${file}: no space left to write it (${code}): needs ${neededBytes} bytes, ${free} on its file system; ` +
-        "any earlier file of this name is unchanged and the temp file is removed",
+      `${file}: no space left to write it (${code}): needs ${neededBytes} bytes, ${free} on its file system; ${outcome}`,
       options,
     );
   }
 }
 
-function isDiskFull(err: unknown): err is NodeJS.ErrnoException {
+export function isDiskFull(err: unknown): err is NodeJS.ErrnoException {
   const code = (err as NodeJS.ErrnoException)?.code;
   return code === "ENOSPC" || code === "EDQUOT";
 }
@@ -98,5 +99,32 @@ async function syncDir(dir: string): Promise<void> {
     // The data is already safely in place; only durability across a power loss is weaker here.
   } finally {
     await dh?.close().catch(() => {});
+  }
+}
+
+/**
+ * Appends a line (the event log). A full file system becomes a DiskFullError
+ * naming the file, like the atomic writes, instead of Node's bare ENOSPC.
+ */
+export function appendLineSync(path: string, line: string): void {
+  try {
+    appendFileSync(path, line);
+  } catch (err) {
+    if (!isDiskFull(err)) throw err;
+    let free: number | undefined;
+    try {
+      const s = statfsSync(dirname(path));
+      free = s.bavail * s.bsize;
+    } catch {
+      free = undefined;
+    }
+    throw new DiskFullError(
+      path,
+      Buffer.byteLength(line),
+      free,
+      err.code ?? "ENOSPC",
+      { cause: err },
+      "the line was not appended",
+    );
   }
 }

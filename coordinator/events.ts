@@ -2,8 +2,9 @@
  * The run's event stream: one JSON object a line in RUN_DIR/events.jsonl, and any extra sinks (NATS
  * JetStream, the live view) registered by the caller.
  */
-import { appendFileSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import path from "node:path";
+import { appendLineSync } from "../common/atomic_write.js";
 
 export type EventName =
   | "run_started"
@@ -46,7 +47,7 @@ export class EventLog {
   emit(event: EventName, fields: Record<string, unknown> = {}): RunEvent {
     const e: RunEvent = { time: new Date().toISOString(), run: this.run, event, ...fields };
     // Appended synchronously: a crash right after an event must not lose it.
-    appendFileSync(this.file, `${JSON.stringify(e)}\n`);
+    appendLineSync(this.file, `${JSON.stringify(e)}\n`);
     for (const sink of this.sinks) sink(e);
     return e;
   }
