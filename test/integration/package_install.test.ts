@@ -104,6 +104,7 @@ describe("npm install ./inflora-*.tgz in an empty folder", () => {
       "@tensorflow/tfjs-node-gpu": true,
       protobufjs: false,
       "core-js": false,
+      webgpu: false,
     };
     writeFileSync(
       path.join(user, "package.json"),
