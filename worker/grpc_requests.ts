@@ -7,6 +7,7 @@
 import type { Head } from "../common/adapters.js";
 import type { AugmentKey } from "../common/data/types.js";
 import type {
+  EvalOutput,
   MicroShard,
   SetupRequest,
   TaskState,
@@ -71,6 +72,19 @@ function nonEmpty(s: string, field: string): string {
 export function version(v: number, field: string): number {
   if (!Number.isSafeInteger(v) || v < 0) fail(field, `must be a non-negative integer, got ${v}`);
   return v;
+}
+
+/** The Evaluate request's `output`; unset means the logits. */
+export function decodeEvalOutput(v: pb.EvalOutput): EvalOutput {
+  switch (v) {
+    case pb.EvalOutput.EVAL_OUTPUT_UNSPECIFIED:
+    case pb.EvalOutput.EVAL_OUTPUT_LOGITS:
+      return "logits";
+    case pb.EvalOutput.EVAL_OUTPUT_FEATURES:
+      return "features";
+    default:
+      return fail("output", `unknown evaluation output ${v}`);
+  }
 }
 
 export function decodeSetup(req: PbSetupRequest): SetupRequest {

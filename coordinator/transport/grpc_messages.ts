@@ -5,7 +5,13 @@
  */
 import type { Head } from "../../common/adapters.js";
 import type { DataOptions } from "../../common/data/options.js";
-import type { MicroShard, SetupRequest, TaskState, TrainStepRequest } from "../../common/protocol.js";
+import type {
+  EvalOutput,
+  MicroShard,
+  SetupRequest,
+  TaskState,
+  TrainStepRequest,
+} from "../../common/protocol.js";
 import { encodeTensor } from "../../common/tensor_codec.js";
 import * as pb from "../../proto/gen/inflora/v1/compute.js";
 import {
@@ -47,6 +53,10 @@ export function setupToPb(req: SetupRequest, paramsSubject?: string): PbSetupReq
     data: dataToPb(req.data),
     paramsSubject: paramsSubject ?? "",
   };
+}
+
+export function evalOutputToPb(output: EvalOutput | undefined): pb.EvalOutput {
+  return output === "features" ? pb.EvalOutput.EVAL_OUTPUT_FEATURES : pb.EvalOutput.EVAL_OUTPUT_LOGITS;
 }
 
 export function shardsToPb(shards: readonly MicroShard[]): pb.MicroShard[] {
