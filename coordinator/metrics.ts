@@ -17,8 +17,8 @@ import { type RunMetrics, runMetrics } from "./evaluation.js";
 import type { EventName, RunEvent } from "./events.js";
 import { PHASES as TASK_PHASES } from "./methods.js";
 
-export type AllReduceKind = "gradients" | "covariance";
-export type LinalgKind = "design" | "dualgpm";
+export type AllReduceKind = "gradients" | "covariance" | "class_stats";
+export type LinalgKind = "design" | "dualgpm" | "alignment";
 export type RunStatus = "running" | "finished" | "failed";
 
 /** Every method's phases; `DONE` is set by run_finished (the trainer emits no phase_started for it). */
@@ -35,6 +35,8 @@ const EVENT_NAMES: readonly EventName[] = [
   "epoch_finished",
   "checkpoint_written",
   "checkpoint_damaged",
+  "alignment_epoch",
+  "alignment_finished",
   "worker_joined",
   "worker_left",
   "worker_failed",
@@ -143,7 +145,7 @@ export class CoordinatorMetrics {
   );
   private readonly linalgDuration = this.histogram(
     "linalg_duration_seconds",
-    "Time of the coordinator's float64 linear algebra: designing B (SVD) or the DualGPM update, all layers",
+    "Time of the coordinator's own compute: designing B (SVD), the DualGPM update (all layers), classifier alignment",
     LINALG_BUCKETS,
     ["kind"],
   );
