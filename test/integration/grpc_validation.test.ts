@@ -136,7 +136,16 @@ async function expectInvalid(p: Promise<ServiceError>, details: string): Promise
   expect(err.details).toBe(`invalid request: ${details}`);
 }
 
+function rawEvaluate(output: pb.EvalOutput): Promise<ServiceError> {
+  const shards = [shard({ split: pb.Split.SPLIT_TEST, targets: undefined })];
+  return streamStatus(raw.evaluate({ runId: RUN, stateVersion: 1, shards, output }, md()));
+}
+
 describe("malformed requests", () => {
+  it("refuses an evaluation output it does not know, naming the field", async () => {
+    await expectInvalid(rawEvaluate(7 as pb.EvalOutput), "output: unknown evaluation output 7");
+  });
+
   it("refuses bad shards: dtype, byte length, shape, split, repeated index, negative versions", async () => {
     await expectInvalid(
       rawCovariance([shard({ samples: encodeTensor(f32(3), [3]) })]),
@@ -409,6 +418,32 @@ describe("malformed replies (through the real server)", () => {
       shards: [{ index: 0, split: "test", samples: Int32Array.of(1, 2) }],
     });
     expect(ok[0].logits).toHaveLength(10);
+  });
+
+  it("expects features D wide when the request asks for features, whatever the heads", async () => {
+    const samples = Int32Array.of(1, 2);
+    worker.evalReply = (req) =>
+      req.shards.map((s) => ({ index: s.index, logits: f32(s.samples.length * 5) }));
+    const err = await rejection(
+      client.evaluate({
+        stateVersion: 5,
+        shards: [{ index: 0, split: "train", samples }],
+        output: "features",
+      }),
+    );
+    expect(err.message).toContain(`shard 0.logits: shape [2, 5], expected [*, ${D}]`);
+    let asked: string | undefined;
+    worker.evalReply = (req) => {
+      asked = req.output;
+      return req.shards.map((s) => ({ index: s.index, logits: f32(s.samples.length * D) }));
+    };
+    const ok = await client.evaluate({
+      stateVersion: 5,
+      shards: [{ index: 0, split: "train", samples }],
+      output: "features",
+    });
+    expect(ok[0].logits).toHaveLength(2 * D);
+    expect(asked).toBe("features");
   });
 });
 
