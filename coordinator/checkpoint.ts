@@ -174,10 +174,10 @@ export async function readClassStats(file: string): Promise<ClassStatistics> {
   const { tensors } = await readSafetensors(file);
   const means = tensors.get("means");
   const covs = tensors.get("covs");
-  if (!means || means.dtype !== "F64" || means.shape.length !== 2)
+  if (means?.dtype !== "F64" || means.shape.length !== 2)
     throw new CheckpointError(`${file}: tensor means must be F64 [classes, D]`);
   const [classes, D] = means.shape;
-  if (!covs || covs.dtype !== "F32" || covs.shape.join() !== [classes, D, D].join())
+  if (covs?.dtype !== "F32" || covs.shape.join() !== [classes, D, D].join())
     throw new CheckpointError(`${file}: tensor covs must be F32 [${classes}, ${D}, ${D}]`);
   return { D, classes, means: means.data as Float64Array, covs: covs.data as Float32Array };
 }
