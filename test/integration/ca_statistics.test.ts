@@ -1,14 +1,15 @@
 /**
  * Classifier alignment on the reference fixture under InfLoRA_CA1: the class statistics equal float64
  * statistics computed here, two-pass, from the worker's own features; earlier classes' rows are kept as
- * they were; the alignment's loss falls and metrics.json reports the figures before alignment. (Workers
- * and resume: ca_determinism.test.ts.)
+ * they were; the alignment's loss falls and metrics.json reports the figures before alignment; `inflora
+ * eval` reproduces the run's figures although alignment retrained earlier heads. (Workers and resume:
+ * ca_determinism.test.ts.)
  */
 import { mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openRunData } from "../../cli/evaluate_run.js";
+import { evaluateRun, openRunData } from "../../cli/evaluate_run.js";
 import { train } from "../../cli/train.js";
 import { PROTOCOL_VERSION } from "../../common/protocol.js";
 import { readCheckpoint, readClassStats } from "../../coordinator/checkpoint.js";
@@ -147,4 +148,9 @@ describe("classifier alignment's class statistics (InfLoRA_CA1, reference fixtur
     // Alignment retrains the heads: the evaluations after it differ from those before somewhere.
     expect(before.accuracy_matrix.slice(1)).not.toEqual(m.accuracy_matrix.slice(1));
   });
+
+  it("inflora eval reproduces the run's curves and matrix, each row with the heads of its own task", async () => {
+    const r = await evaluateRun({ run: inProcess });
+    expect(r.differences).toEqual([]);
+  }, 120_000);
 });
