@@ -4,6 +4,7 @@
  * built from it and never tests a method's name.
  */
 import type { MODEL_NAMES, RunConfig } from "../common/config.js";
+import type { FinalNorm } from "../common/vit_config.js";
 import type { OptimizerRecipe } from "./optim/recipe.js";
 
 export type ModelName = (typeof MODEL_NAMES)[number];
@@ -42,7 +43,7 @@ export type Memory = "DualGPM" | "GPM" | "none";
 type Dataset = RunConfig["dataset"];
 
 /**
- * Classifier alignment (docs/design.md#alignment): after each task the heads are retrained on features
+ * Classifier alignment (docs/design.md#classifier-alignment): after each task the heads are retrained on features
  * sampled from per-class Gaussians. `logitNorm` is the temperature of the normalised logits, null for
  * plain cross-entropy; `logitNormOn` overrides it per dataset, as the reference decides it.
  */
@@ -50,12 +51,6 @@ export interface Alignment {
   readonly logitNorm: number | null;
   readonly logitNormOn?: Partial<Record<Dataset, number | null>>;
 }
-
-/**
- * The final LayerNorm the workers use: the checkpoint's (`pretrained`) or a fresh one (weight 1, bias 0,
- * frozen; the reference's InfLoRA_CA1 swaps it in on CIFAR-100, docs/design.md#alignment).
- */
-export type FinalNorm = "pretrained" | "fresh";
 
 export interface Method {
   readonly name: ModelName;
@@ -95,7 +90,7 @@ export const METHODS: { readonly [N in ModelName]: Method } = {
   InfLoRA_CA1: {
     name: "InfLoRA_CA1",
     ...aligned,
-    optimizer: "reference",
+    optimizer: "ca1",
     alignment: { logitNorm: 0.1 },
     finalNormOn: { cifar100: "fresh" },
   },

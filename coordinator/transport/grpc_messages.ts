@@ -16,6 +16,7 @@ import { encodeTensor } from "../../common/tensor_codec.js";
 import * as pb from "../../proto/gen/inflora/v1/compute.js";
 import {
   BadImagePolicy,
+  FinalNorm,
   type DataOptions as PbDataOptions,
   type SetupRequest as PbSetupRequest,
 } from "../../proto/gen/inflora/v1/setup.js";
@@ -49,7 +50,17 @@ export function setupToPb(req: SetupRequest, paramsSubject?: string): PbSetupReq
     protocolVersion: req.protocolVersion,
     weightsPath: req.weightsPath,
     weightsFingerprint: req.weightsFingerprint,
-    model: { ...req.model },
+    model: {
+      imgSize: req.model.imgSize,
+      patchSize: req.model.patchSize,
+      inChans: req.model.inChans,
+      embedDim: req.model.embedDim,
+      depth: req.model.depth,
+      numHeads: req.model.numHeads,
+      mlpHidden: req.model.mlpHidden,
+      finalNorm:
+        req.model.finalNorm === "fresh" ? FinalNorm.FINAL_NORM_FRESH : FinalNorm.FINAL_NORM_PRETRAINED,
+    },
     data: dataToPb(req.data),
     paramsSubject: paramsSubject ?? "",
   };

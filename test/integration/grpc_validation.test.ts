@@ -19,7 +19,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MicroShard, PROTOCOL_VERSION, type TrainParams } from "../../common/protocol.js";
 import { Dtype, encodeTensor, type Tensor } from "../../common/tensor_codec.js";
 import { GrpcWorkerClient, MalformedReplyError } from "../../coordinator/transport/grpc_client.js";
+import { setupToPb } from "../../coordinator/transport/grpc_messages.js";
 import * as pb from "../../proto/gen/inflora/v1/compute.js";
+import type { FinalNorm as PbFinalNorm } from "../../proto/gen/inflora/v1/setup.js";
 import type { SetTaskStateRequest } from "../../proto/gen/inflora/v1/state.js";
 import {
   WorkerClient as PbWorkerClient,
@@ -633,5 +635,23 @@ describe("malformed replies (from a rogue server)", () => {
     const err = await rejection(rogueClient.trainStep(trainRequest));
     expect(err).toBeInstanceOf(MalformedReplyError);
     expect(err.message).toBe(`worker rogue: malformed trainStep reply: ${message}`);
+  });
+});
+
+describe("the model's final norm in the handshake", () => {
+  it("carries a fresh final norm to the worker and refuses one it does not know, naming the field", async () => {
+    const base = setupRequest(D, depth, RUN);
+    await client.setup({ ...base, model: { ...base.model, finalNorm: "fresh" } });
+    expect(worker.setupRequests.at(-1)?.model.finalNorm).toBe("fresh");
+    await client.setup(base);
+    expect(worker.setupRequests.at(-1)?.model.finalNorm).toBeUndefined();
+    const pbSetup = setupToPb(base);
+    const err = await new Promise<ServiceError>((resolve, reject) =>
+      raw.setup({ ...pbSetup, model: { ...pbSetup.model!, finalNorm: 7 as PbFinalNorm } }, md(), (e) =>
+        e ? resolve(e) : reject(new Error("the call succeeded")),
+      ),
+    );
+    expect(err.code, err.details).toBe(status.INVALID_ARGUMENT);
+    expect(err.details).toBe("invalid request: model.final_norm: unknown final norm 7");
   });
 });
