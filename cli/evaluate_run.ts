@@ -146,7 +146,10 @@ export async function openRunData(runDir: string, dataPath?: string): Promise<Ru
   return { run, data, plan };
 }
 
-/** Evaluates the state after every task s ≤ t from checkpoint t (adapters and heads are frozen once trained). */
+/**
+ * Evaluates the state after every task s ≤ t: adapters from checkpoint t (frozen once trained), heads from
+ * checkpoint s where it exists, since classifier alignment retrains all heads after every later task.
+ */
 export async function evaluateRun(opts: EvaluateOptions): Promise<EvaluateReport> {
   const { run, data, plan } = await openRunData(opts.run, opts.dataPath);
   const task = resolveTask(opts.run, opts.task);
@@ -156,6 +159,11 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvaluateReport
     depth: run.model.depth,
     D: run.model.embedDim,
   });
+  const headsAfter = async (s: number) => {
+    const file = checkpointFile(opts.run, s);
+    if (s === task || !existsSync(file)) return ck.heads;
+    return (await readCheckpoint(file, { depth: run.model.depth, D: run.model.embedDim })).heads;
+  };
   await selectBackend(opts.backend);
   const engine = new WorkerEngine({ backend: opts.backend, name: "eval" });
   const tasks: TaskEvaluation[] = [];
@@ -174,7 +182,7 @@ export async function evaluateRun(opts: EvaluateOptions): Promise<EvaluateReport
         version,
         task: s,
         finished: ck.adapters.slice(0, s + 1).map((a, t) => ({ task: t, ...a })),
-        heads: ck.heads.slice(0, s + 1).map((h) => ({ ...h })),
+        heads: (await headsAfter(s)).slice(0, s + 1).map((h) => ({ ...h })),
       });
       const seen = plan.tasks.slice(0, s + 1);
       const { samples, labels } = testSamples(plan, seen[s].classEnd);

@@ -17,6 +17,7 @@ import type { RunMetrics } from "../coordinator/evaluation.js";
 import { natsEventSink } from "../coordinator/events_nats.js";
 import { natsMembership } from "../coordinator/membership/nats_membership.js";
 import { staticMembership } from "../coordinator/membership/static_membership.js";
+import { finalNormOf, methodOf } from "../coordinator/methods.js";
 import { CoordinatorMetrics } from "../coordinator/metrics.js";
 import { pushRunMetrics } from "../coordinator/metrics_push.js";
 import { RunDir } from "../coordinator/run_dir.js";
@@ -161,6 +162,7 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
     depth: cfg.depth,
     embedDim: cfg.embd_dim,
     numHeads: cfg.num_heads,
+    finalNorm: finalNormOf(methodOf(cfg), cfg.dataset),
   });
   const model: VitConfig = { ...weights.cfg };
   const metrics = new CoordinatorMetrics({});

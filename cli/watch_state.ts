@@ -99,7 +99,14 @@ export function applyEvent(s: WatchState, e: RunEvent): string | undefined {
       if (withTask !== undefined) s.withTask[task] = withTask;
       if (Array.isArray(e.accuracy_row)) s.matrix[task] = e.accuracy_row.map((x) => Number(x));
       const row = s.matrix[task]?.map((a) => a.toFixed(2)).join(" ") ?? "";
-      return `${ofTasks(task)} finished: A_t ${pct(cil)}, task-aware ${pct(withTask)}, per task [${row}]`;
+      const before = e.before_alignment as { cil?: unknown } | undefined;
+      const aligned = num(before?.cil) !== undefined ? ` (before alignment ${pct(num(before?.cil))})` : "";
+      return `${ofTasks(task)} finished: A_t ${pct(cil)}${aligned}, task-aware ${pct(withTask)}, per task [${row}]`;
+    }
+    case "alignment_epoch": {
+      const t = task ?? s.task ?? 0;
+      const loss = num(e.loss);
+      return `${ofTasks(t)} alignment epoch ${(num(e.epoch) ?? 0) + 1}/${num(e.epochs) ?? "?"}: loss ${loss?.toFixed(4) ?? "-"}`;
     }
     case "checkpoint_written":
       return `checkpoint ${typeof e.file === "string" ? e.file : `after task ${(task ?? 0) + 1}`} written`;

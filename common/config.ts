@@ -20,14 +20,24 @@ export const IGNORED_KEYS = [
   "EPSILON",
   "num_workers",
   "init_lr_decay",
-  "lrate_decay",
   "net_type",
   "device",
   "topk",
 ] as const;
 
-/** Variants this trainer runs (reference names; `SeqLoRA` is the sequential-LoRA baseline). */
-export const MODEL_NAMES = ["InfLoRA", "InfLoRA_domain", "InfLoRAb5", "InfLoRAb5_domain", "SeqLoRA"] as const;
+/**
+ * Variants this trainer runs (reference names; `SeqLoRA` is the sequential-LoRA baseline; the `_CA`
+ * variants add classifier alignment).
+ */
+export const MODEL_NAMES = [
+  "InfLoRA",
+  "InfLoRA_domain",
+  "InfLoRAb5",
+  "InfLoRAb5_domain",
+  "InfLoRA_CA",
+  "InfLoRA_CA1",
+  "SeqLoRA",
+] as const;
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().nonnegative();
@@ -50,6 +60,8 @@ const schema = z.strictObject({
   lrate: z.number().positive(),
   weight_decay: nonNegative.default(0),
   fc_lrate: z.number().positive().optional(),
+  /** The multiplier of a step schedule (InfLoRA_CA1's MultiStepLR); the cosine schedules ignore it. */
+  lrate_decay: z.number().positive().optional(),
   batch_size: positiveInt,
   rank: positiveInt,
   lamb: z.number().min(0).max(1),

@@ -104,14 +104,22 @@ export interface TrainStepResult {
   readonly gradHeadB: Float32Array;
 }
 
+/**
+ * What an evaluation returns per sample: the logits under the state's heads, or the final-norm class-token
+ * features (classifier alignment's class statistics; the state need carry no heads).
+ */
+export type EvalOutput = "logits" | "features";
+
 export interface EvalRequest {
   readonly stateVersion: number;
   readonly shards: MicroShard[];
+  /** Absent: "logits". */
+  readonly output?: EvalOutput;
 }
 
 export interface EvalResult {
   readonly index: number;
-  /** [samples, Σ head classes] row-major. */
+  /** Row-major [samples, Σ head classes], or [samples, D] when the request asked for "features". */
   readonly logits: Float32Array;
 }
 

@@ -5,7 +5,8 @@
  */
 import type { AdapterSet, Head } from "../common/adapters.js";
 import { readCheckedSafetensors, writeCheckedSafetensors } from "../common/checked_safetensors.js";
-import { type StTensor, writeSafetensors } from "../common/safetensors.js";
+import { readSafetensors, type StTensor, writeSafetensors } from "../common/safetensors.js";
+import type { ClassStatistics } from "./inflora/alignment.js";
 import type { ProjectionType } from "./inflora/dualgpm.js";
 import type { Mat } from "./linalg/matrix.js";
 
@@ -23,6 +24,8 @@ export interface CheckpointState {
   readonly memory: { basis: Mat; type: ProjectionType }[];
   readonly classOrder: number[];
   readonly configSha256: string;
+  /** Classifier alignment's statistics of every class so far (methods with a CLASS_STATS phase). */
+  readonly classStats?: ClassStatistics;
 }
 
 export function checkpointName(task: number): string {
@@ -53,6 +56,8 @@ export async function writeCheckpoint(file: string, s: CheckpointState, D: numbe
       data: m.basis.data,
     });
   });
+  if (s.classStats)
+    for (const [name, t] of classStatsTensors(s.classStats)) tensors.set(`class_stats.${name}`, t);
   await writeCheckedSafetensors(file, tensors, {
     format: CHECKPOINT_FORMAT,
     task: String(s.task),
@@ -126,7 +131,55 @@ export async function readCheckpoint(
     const t = get(`dualgpm.${i}.basis`, [D, null], "F64");
     return { type, basis: { rows: D, cols: t.shape[1], data: t.data as Float64Array } };
   });
-  return { task, adapters, heads, memory, classOrder, configSha256: metadata.config_sha256 ?? "" };
+  let classStats: ClassStatistics | undefined;
+  if (tensors.has("class_stats.means")) {
+    const classes = heads.reduce((n, h) => n + h.classes, 0);
+    classStats = {
+      D,
+      classes,
+      means: get("class_stats.means", [classes, D], "F64").data as Float64Array,
+      covs: get("class_stats.covs", [classes, D, D], "F32").data as Float32Array,
+    };
+  }
+  return {
+    task,
+    adapters,
+    heads,
+    memory,
+    classOrder,
+    configSha256: metadata.config_sha256 ?? "",
+    classStats,
+  };
+}
+
+function classStatsTensors(s: ClassStatistics): [string, StTensor][] {
+  return [
+    ["means", { dtype: "F64", shape: [s.classes, s.D], data: s.means }],
+    ["covs", { dtype: "F32", shape: [s.classes, s.D, s.D], data: s.covs }],
+  ];
+}
+
+/**
+ * `class_stats/task-XX.safetensors`: `means` F64 [classes so far, D] and `covs` F32 [classes so far, D, D],
+ * rows in the run's class order (docs/design.md#run-directory).
+ */
+export async function writeClassStats(file: string, task: number, s: ClassStatistics): Promise<void> {
+  await writeSafetensors(file, new Map(classStatsTensors(s)), {
+    task: String(task),
+    classes: String(s.classes),
+  });
+}
+
+export async function readClassStats(file: string): Promise<ClassStatistics> {
+  const { tensors } = await readSafetensors(file);
+  const means = tensors.get("means");
+  const covs = tensors.get("covs");
+  if (means?.dtype !== "F64" || means.shape.length !== 2)
+    throw new CheckpointError(`${file}: tensor means must be F64 [classes, D]`);
+  const [classes, D] = means.shape;
+  if (covs?.dtype !== "F32" || covs.shape.join() !== [classes, D, D].join())
+    throw new CheckpointError(`${file}: tensor covs must be F32 [${classes}, ${D}, ${D}]`);
+  return { D, classes, means: means.data as Float64Array, covs: covs.data as Float32Array };
 }
 
 export async function writePredictions(

@@ -78,7 +78,7 @@ export function evaluateLogits(
   };
 }
 
-export interface RunMetrics {
+export interface AccuracyFigures {
   curve: { cil: number[]; with_task: number[] };
   accuracy_matrix: number[][];
   final_accuracy: number;
@@ -88,8 +88,13 @@ export interface RunMetrics {
   bwt: number | null;
 }
 
+export interface RunMetrics extends AccuracyFigures {
+  /** Methods with classifier alignment: the same figures measured before each task's alignment. */
+  before_alignment?: AccuracyFigures;
+}
+
 /** Metrics from the rounded curves and matrix; the derived figures are not rounded again. */
-export function runMetrics(cil: number[], withTask: number[], matrix: number[][]): RunMetrics {
+export function runMetrics(cil: number[], withTask: number[], matrix: number[][]): AccuracyFigures {
   const T = matrix.length;
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
   let forgetting: number | null = null;

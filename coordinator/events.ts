@@ -17,6 +17,8 @@ export type EventName =
   | "epoch_finished"
   | "checkpoint_written"
   | "checkpoint_damaged"
+  | "alignment_epoch"
+  | "alignment_finished"
   | "worker_joined"
   | "worker_left"
   | "worker_failed";

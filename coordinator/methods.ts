@@ -4,6 +4,7 @@
  * built from it and never tests a method's name.
  */
 import type { MODEL_NAMES, RunConfig } from "../common/config.js";
+import type { FinalNorm } from "../common/vit_config.js";
 import type { OptimizerRecipe } from "./optim/recipe.js";
 
 export type ModelName = (typeof MODEL_NAMES)[number];
@@ -15,6 +16,9 @@ export const PHASES = [
   "TRAIN",
   "COVARIANCE_POST",
   "DUALGPM",
+  "CLASS_STATS",
+  "EVAL_BEFORE_ALIGNMENT",
+  "ALIGNMENT",
   "EVAL",
   "CHECKPOINT",
 ] as const;
@@ -36,6 +40,18 @@ export type BDesign = "projected" | "random";
  */
 export type Memory = "DualGPM" | "GPM" | "none";
 
+type Dataset = RunConfig["dataset"];
+
+/**
+ * Classifier alignment (docs/design.md#classifier-alignment): after each task the heads are retrained on features
+ * sampled from per-class Gaussians. `logitNorm` is the temperature of the normalised logits, null for
+ * plain cross-entropy; `logitNormOn` overrides it per dataset, as the reference decides it.
+ */
+export interface Alignment {
+  readonly logitNorm: number | null;
+  readonly logitNormOn?: Partial<Record<Dataset, number | null>>;
+}
+
 export interface Method {
   readonly name: ModelName;
   readonly design: BDesign;
@@ -43,10 +59,19 @@ export interface Method {
   readonly optimizer: OptimizerRecipe;
   /** Phases of the method's own, run after the memory update and before evaluation. */
   readonly extraPhases: readonly Phase[];
+  /** Present for the methods with an ALIGNMENT phase. */
+  readonly alignment?: Alignment;
+  /** The final LayerNorm per dataset, where it is not the pretrained one. */
+  readonly finalNormOn?: Partial<Record<Dataset, FinalNorm>>;
 }
 
 const inflora = { design: "projected", memory: "DualGPM", optimizer: "reference", extraPhases: [] } as const;
 const inflorab5 = { ...inflora, memory: "GPM" } as const;
+/** The reference's InfLoRA_CA and InfLoRA_CA1: InfLoRAb5's memory and design, then class statistics and alignment. */
+const aligned = {
+  ...inflorab5,
+  extraPhases: ["CLASS_STATS", "EVAL_BEFORE_ALIGNMENT", "ALIGNMENT"],
+} as const;
 
 /**
  * The reference's `_domain` entry points run DomainNet through the same algorithm as their base method;
@@ -57,11 +82,36 @@ export const METHODS: { readonly [N in ModelName]: Method } = {
   InfLoRA_domain: { name: "InfLoRA_domain", ...inflora },
   InfLoRAb5: { name: "InfLoRAb5", ...inflorab5 },
   InfLoRAb5_domain: { name: "InfLoRAb5_domain", ...inflorab5 },
+  InfLoRA_CA: {
+    name: "InfLoRA_CA",
+    ...aligned,
+    alignment: { logitNorm: 0.1, logitNormOn: { cifar100: null } },
+  },
+  InfLoRA_CA1: {
+    name: "InfLoRA_CA1",
+    ...aligned,
+    optimizer: "ca1",
+    alignment: { logitNorm: 0.1 },
+    finalNormOn: { cifar100: "fresh" },
+  },
   SeqLoRA: { name: "SeqLoRA", design: "random", memory: "none", optimizer: "reference", extraPhases: [] },
 };
 
 export function methodOf(cfg: Pick<RunConfig, "model_name">): Method {
   return METHODS[cfg.model_name];
+}
+
+/** The alignment's logit temperature on `dataset` (null: plain cross-entropy); undefined without alignment. */
+export function logitNormOf(method: Method, dataset: Dataset): number | null | undefined {
+  const a = method.alignment;
+  if (!a) return undefined;
+  const on = a.logitNormOn?.[dataset];
+  return on === undefined ? a.logitNorm : on;
+}
+
+/** The final LayerNorm the workers use on `dataset`. */
+export function finalNormOf(method: Method, dataset: Dataset): FinalNorm {
+  return method.finalNormOn?.[dataset] ?? "pretrained";
 }
 
 /** The phases of one task under `method`, in order. */

@@ -17,9 +17,14 @@ import { type RunMetrics, runMetrics } from "./evaluation.js";
 import type { EventName, RunEvent } from "./events.js";
 import { PHASES as TASK_PHASES } from "./methods.js";
 
-export type AllReduceKind = "gradients" | "covariance";
-export type LinalgKind = "design" | "dualgpm";
+export type AllReduceKind = "gradients" | "covariance" | "class_stats";
+export type LinalgKind = "design" | "dualgpm" | "alignment";
 export type RunStatus = "running" | "finished" | "failed";
+/**
+ * Which evaluation an accuracy comes from: `final` is the task's evaluation (after alignment where the method
+ * aligns); `before_alignment` the one before it, for methods with classifier alignment only.
+ */
+export type AccuracyStage = "before_alignment" | "final";
 
 /** Every method's phases; `DONE` is set by run_finished (the trainer emits no phase_started for it). */
 const PHASES = [...TASK_PHASES, "DONE"];
@@ -35,6 +40,8 @@ const EVENT_NAMES: readonly EventName[] = [
   "epoch_finished",
   "checkpoint_written",
   "checkpoint_damaged",
+  "alignment_epoch",
+  "alignment_finished",
   "worker_joined",
   "worker_left",
   "worker_failed",
@@ -72,7 +79,7 @@ export class CoordinatorMetrics {
   /** The run `observe*` calls label; "" until the first setRun or run_started. */
   private run = "";
   private readonly info: InfoMetric;
-  /** Per run: the accuracy curves and matrix so far, to derive forgetting after every task. */
+  /** Per run and stage (keyed by both): the accuracy curves and matrix so far, to derive forgetting. */
   private readonly accuracy = new Map<string, { cil: number[]; withTask: number[]; matrix: number[][] }>();
   private readonly readyWorkers = new Map<string, Set<string>>();
   private readonly epochs = new Map<string, { tasks: number; completed: number; epochFraction: number }>();
@@ -143,7 +150,7 @@ export class CoordinatorMetrics {
   );
   private readonly linalgDuration = this.histogram(
     "linalg_duration_seconds",
-    "Time of the coordinator's float64 linear algebra: designing B (SVD) or the DualGPM update, all layers",
+    "Time of the coordinator's own compute: designing B (SVD), the DualGPM update (all layers), classifier alignment",
     LINALG_BUCKETS,
     ["kind"],
   );
@@ -156,41 +163,46 @@ export class CoordinatorMetrics {
   private readonly taskAccuracy = this.gauge(
     "task_accuracy_ratio",
     "Accuracy matrix: class-incremental accuracy on task `task`'s test samples after training task `after_task`",
-    ["after_task", "task"],
+    ["after_task", "task", "stage"],
   );
   private readonly taskAccuracyCurrent = this.gauge(
     "task_accuracy_current_ratio",
     "Class-incremental accuracy on each task's test samples after the latest finished task",
-    ["task"],
+    ["task", "stage"],
   );
   private readonly taskForgetting = this.gauge(
     "task_forgetting_ratio",
     "Per earlier task: its best accuracy after any earlier task minus its accuracy after the latest one",
-    ["task"],
+    ["task", "stage"],
   );
   private readonly incremental = this.gauge(
     "incremental_accuracy_ratio",
     "A_t: class-incremental accuracy over all classes seen after training task `after_task`",
-    ["after_task"],
+    ["after_task", "stage"],
   );
   private readonly taskAware = this.gauge(
     "task_aware_accuracy_ratio",
     "Task-aware accuracy over all classes seen after training task `after_task`",
-    ["after_task"],
+    ["after_task", "stage"],
   );
   private readonly average = this.gauge(
     "average_accuracy_ratio",
     "Mean of A_t over the tasks finished so far",
+    ["stage"],
   );
   private readonly final = this.gauge(
     "final_accuracy_ratio",
     "A_T, the accuracy after the last task (finished runs)",
+    ["stage"],
   );
   private readonly forgetting = this.gauge(
     "forgetting_ratio",
     "Average forgetting over the tasks finished so far",
+    ["stage"],
   );
-  private readonly bwt = this.gauge("bwt_ratio", "Backward transfer over the tasks finished so far");
+  private readonly bwt = this.gauge("bwt_ratio", "Backward transfer over the tasks finished so far", [
+    "stage",
+  ]);
 
   private readonly workersUp = this.gauge(
     "workers_up",
@@ -305,18 +317,28 @@ export class CoordinatorMetrics {
    * Re-exports the accuracies of tasks finished before a resume, whose task_finished events belong to the
    * previous coordinator: pass RUN_DIR/metrics.json (parsed, or its path).
    */
-  restoreAccuracy(saved: Pick<RunMetrics, "curve" | "accuracy_matrix"> | string): void {
+  restoreAccuracy(saved: Pick<RunMetrics, "curve" | "accuracy_matrix" | "before_alignment"> | string): void {
     const m =
       typeof saved === "string"
-        ? (JSON.parse(readFileSync(saved, "utf8")) as Pick<RunMetrics, "curve" | "accuracy_matrix">)
+        ? (JSON.parse(readFileSync(saved, "utf8")) as Pick<
+            RunMetrics,
+            "curve" | "accuracy_matrix" | "before_alignment"
+          >)
         : saved;
-    const acc = this.accuracyOf(this.run);
-    m.accuracy_matrix.forEach((row, t) => {
-      acc.cil[t] = m.curve.cil[t];
-      acc.withTask[t] = m.curve.with_task[t];
-      acc.matrix[t] = [...row];
-    });
-    this.exportAccuracy(this.run);
+    const stages: Array<[AccuracyStage, Pick<RunMetrics, "curve" | "accuracy_matrix"> | undefined]> = [
+      ["final", m],
+      ["before_alignment", m.before_alignment],
+    ];
+    for (const [stage, figures] of stages) {
+      if (!figures) continue;
+      const acc = this.accuracyOf(this.run, stage);
+      figures.accuracy_matrix.forEach((row, t) => {
+        acc.cil[t] = figures.curve.cil[t];
+        acc.withTask[t] = figures.curve.with_task[t];
+        acc.matrix[t] = [...row];
+      });
+      this.exportAccuracy(this.run, stage);
+    }
   }
 
   private onEvent(e: RunEvent): void {
@@ -400,13 +422,21 @@ export class CoordinatorMetrics {
   private onTaskFinished(run: string, e: RunEvent): void {
     const task = num(e.task);
     if (task === undefined) return;
-    const acc = this.accuracyOf(run);
-    const cil = num(e.cil);
-    const withTask = num(e.with_task);
-    if (cil !== undefined) acc.cil[task] = cil;
-    if (withTask !== undefined) acc.withTask[task] = withTask;
-    if (Array.isArray(e.accuracy_row)) acc.matrix[task] = e.accuracy_row.map((x) => Number(x));
-    this.exportAccuracy(run);
+    const before = e.before_alignment as Record<string, unknown> | undefined;
+    const stages: Array<[AccuracyStage, Record<string, unknown> | undefined]> = [
+      ["final", e],
+      ["before_alignment", typeof before === "object" && before !== null ? before : undefined],
+    ];
+    for (const [stage, figures] of stages) {
+      if (!figures) continue;
+      const acc = this.accuracyOf(run, stage);
+      const cil = num(figures.cil);
+      const withTask = num(figures.with_task);
+      if (cil !== undefined) acc.cil[task] = cil;
+      if (withTask !== undefined) acc.withTask[task] = withTask;
+      if (Array.isArray(figures.accuracy_row)) acc.matrix[task] = figures.accuracy_row.map((x) => Number(x));
+      this.exportAccuracy(run, stage);
+    }
     const p = this.progressOf(run);
     p.completed = task + 1;
     p.epochFraction = 0;
@@ -419,13 +449,21 @@ export class CoordinatorMetrics {
     this.setStatus(run, "finished");
     for (const p of PHASES) this.phase.set({ run, phase: p }, p === "DONE" ? 1 : 0);
     this.ended.set(r, Date.now() / 1000);
-    const pairs: Array<[Gauge<string>, unknown]> = [
-      [this.final, e.final_accuracy],
-      [this.average, e.average_accuracy],
-      [this.forgetting, e.forgetting],
-      [this.bwt, e.bwt],
+    const before = e.before_alignment as Record<string, unknown> | undefined;
+    const stages: Array<[AccuracyStage, Record<string, unknown> | undefined]> = [
+      ["final", e],
+      ["before_alignment", typeof before === "object" && before !== null ? before : undefined],
     ];
-    for (const [g, v] of pairs) if (typeof v === "number") g.set(r, ratio(v));
+    for (const [stage, figures] of stages) {
+      if (!figures) continue;
+      const pairs: Array<[Gauge<string>, unknown]> = [
+        [this.final, figures.final_accuracy],
+        [this.average, figures.average_accuracy],
+        [this.forgetting, figures.forgetting],
+        [this.bwt, figures.bwt],
+      ];
+      for (const [g, v] of pairs) if (typeof v === "number") g.set({ run, stage }, ratio(v));
+    }
     const p = this.progressOf(run);
     if (p.tasks > 0) {
       p.completed = p.tasks;
@@ -452,30 +490,31 @@ export class CoordinatorMetrics {
     this.workersUp.set(r, ready.size);
   }
 
-  private exportAccuracy(run: string): void {
-    const { cil, withTask, matrix } = this.accuracyOf(run);
+  private exportAccuracy(run: string, stage: AccuracyStage): void {
+    const { cil, withTask, matrix } = this.accuracyOf(run, stage);
     for (let t = 0; t < matrix.length; t++) {
       const after = String(t);
       matrix[t]?.forEach((a, s) => {
-        this.taskAccuracy.set({ run, after_task: after, task: String(s) }, ratio(a));
+        this.taskAccuracy.set({ run, after_task: after, task: String(s), stage }, ratio(a));
       });
-      if (cil[t] !== undefined) this.incremental.set({ run, after_task: after }, ratio(cil[t]));
-      if (withTask[t] !== undefined) this.taskAware.set({ run, after_task: after }, ratio(withTask[t]));
+      if (cil[t] !== undefined) this.incremental.set({ run, after_task: after, stage }, ratio(cil[t]));
+      if (withTask[t] !== undefined)
+        this.taskAware.set({ run, after_task: after, stage }, ratio(withTask[t]));
     }
     // The derived figures need every row: a resumed coordinator has them only after restoreAccuracy().
     const complete = matrix.length > 0 && [...matrix.keys()].every((t) => matrix[t] && cil[t] !== undefined);
     if (!complete) return;
     const last = matrix.length - 1;
     matrix[last].forEach((a, s) => {
-      this.taskAccuracyCurrent.set({ run, task: String(s) }, ratio(a));
+      this.taskAccuracyCurrent.set({ run, task: String(s), stage }, ratio(a));
       let best = a;
       for (let t = s; t < last; t++) best = Math.max(best, matrix[t][s]);
-      this.taskForgetting.set({ run, task: String(s) }, ratio(best - a));
+      this.taskForgetting.set({ run, task: String(s), stage }, ratio(best - a));
     });
     const m = runMetrics(cil, withTask, matrix);
-    this.average.set({ run }, ratio(m.average_accuracy));
-    if (m.forgetting !== null) this.forgetting.set({ run }, ratio(m.forgetting));
-    if (m.bwt !== null) this.bwt.set({ run }, ratio(m.bwt));
+    this.average.set({ run, stage }, ratio(m.average_accuracy));
+    if (m.forgetting !== null) this.forgetting.set({ run, stage }, ratio(m.forgetting));
+    if (m.bwt !== null) this.bwt.set({ run, stage }, ratio(m.bwt));
   }
 
   private exportProgress(run: string): void {
@@ -509,11 +548,12 @@ export class CoordinatorMetrics {
     this.lastProgress.set({ run }, Date.now() / 1000);
   }
 
-  private accuracyOf(run: string) {
-    let a = this.accuracy.get(run);
+  private accuracyOf(run: string, stage: AccuracyStage) {
+    const key = JSON.stringify([run, stage]);
+    let a = this.accuracy.get(key);
     if (!a) {
       a = { cil: [], withTask: [], matrix: [] };
-      this.accuracy.set(run, a);
+      this.accuracy.set(key, a);
     }
     return a;
   }

@@ -1,15 +1,18 @@
 /**
- * The passes over a task's data that only read the model: the covariance pass and the evaluation pass.
+ * The passes over a task's data that only read the model: the covariance pass, the evaluation pass and the
+ * class-statistics pass.
  * Each cuts its samples into micro-shards that never depend on the number of workers, fans them out
  * through the pool and takes the results back in shard order.
  */
 import type { RunConfig } from "../common/config.js";
 import type { AugmentKey } from "../common/data/types.js";
 import type { EvalResult, MicroShard } from "../common/protocol.js";
+import type { ClassStatistics } from "./inflora/alignment.js";
+import { ClassStatsSum } from "./inflora/class_stats.js";
 import { CovarianceSum } from "./inflora/covariance.js";
 import type { Mat } from "./linalg/matrix.js";
 import { type CoordinatorMetrics, covarianceBytes } from "./metrics.js";
-import { batches, microShards } from "./plan.js";
+import { batches, microShards, type TaskPlan } from "./plan.js";
 import type { WorkerPool } from "./worker_pool.js";
 
 export interface PassContext {
@@ -50,6 +53,44 @@ export async function covariancePass(
       (performance.now() - reduceStarted) / 1000,
       "covariance",
     );
+  }
+  return sum.finish();
+}
+
+/**
+ * Mean and covariance of the final-norm features of each class of task `t`, over all its training images
+ * under the test transform. Shards of ⌈eval_batch_size / micro_shards⌉ images, a round of one per worker;
+ * each shard's float32 features go into the float64 sums in shard order (coordinator/inflora/class_stats.ts).
+ */
+export async function classStatisticsPass(
+  ctx: PassContext,
+  t: TaskPlan,
+  D: number,
+): Promise<ClassStatistics> {
+  const { cfg, pool, stateVersion } = ctx;
+  const sum = new ClassStatsSum(t.classStart, t.classEnd - t.classStart, D);
+  const all = batches(t.train, Math.ceil(cfg.eval_batch_size / cfg.micro_shards));
+  const perRound = Math.max(1, pool.size);
+  let offset = 0;
+  for (let first = 0; first < all.length; first += perRound) {
+    const shards: MicroShard[] = all.slice(first, first + perRound).map((samples, k) => ({
+      index: first + k,
+      split: "train",
+      samples,
+    }));
+    await pool.boundary();
+    const results = await pool.map(shards, (w, s) =>
+      w.evaluate({ stateVersion, shards: s, output: "features" }),
+    );
+    const reduceStarted = performance.now();
+    let bytes = 0;
+    for (const r of results) {
+      const n = r.logits.length / D;
+      sum.add(r.logits, t.trainLabels.subarray(offset, offset + n));
+      offset += n;
+      bytes += r.logits.byteLength;
+    }
+    ctx.metrics?.observeAllReduce(bytes, (performance.now() - reduceStarted) / 1000, "class_stats");
   }
   return sum.finish();
 }

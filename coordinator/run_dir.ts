@@ -8,6 +8,7 @@
  *   checkpoints/task-XX.safetensors     the state after task XX
  *   checkpoints/progress.safetensors    the task in progress (removed when it finishes)
  *   predictions/task-XX.safetensors     the test predictions and logits after task XX
+ *   class_stats/task-XX.safetensors     classifier alignment's class statistics after task XX
  *
  * The trainer and the command line (train, eval, export, watch) reach these files only through here.
  */
@@ -88,6 +89,10 @@ export class RunDir {
 
   predictions(task: number): string {
     return path.join(this.root, "predictions", checkpointName(task));
+  }
+
+  classStats(task: number): string {
+    return path.join(this.root, "class_stats", checkpointName(task));
   }
 
   /** A path relative to the run directory (for events). */

@@ -4,6 +4,8 @@
  *
  *   COVARIANCE_PRE → DESIGN → TRAIN → COVARIANCE_POST → DUALGPM → EVAL → CHECKPOINT → (next task)
  *
+ * and the methods with classifier alignment put CLASS_STATS → EVAL_BEFORE_ALIGNMENT → ALIGNMENT before EVAL.
+ *
  * The trainer owns every piece of state that must agree (docs/design.md#processes); each phase's work
  * lives in its own module, the files in RunDir, and the algorithm code never knows which transport
  * carries the requests.
@@ -16,17 +18,19 @@ import type { DatasetIndex } from "../common/data/types.js";
 import { log } from "../common/log.js";
 import { PROTOCOL_VERSION, type TaskState } from "../common/protocol.js";
 import type { VitConfig } from "../common/vit_config.js";
-import { type CheckpointState, writeCheckpoint, writePredictions } from "./checkpoint.js";
-import { evaluateLogits, type RunMetrics, runMetrics } from "./evaluation.js";
+import { type CheckpointState, writeCheckpoint, writeClassStats, writePredictions } from "./checkpoint.js";
+import { type Evaluation, evaluateLogits, type RunMetrics, runMetrics } from "./evaluation.js";
 import { EventLog } from "./events.js";
+import { alignClassifier, type ClassStatistics } from "./inflora/alignment.js";
+import { appendStatistics } from "./inflora/class_stats.js";
 import { initialHead, randomB } from "./inflora/design.js";
 import { type LayerMemory, threshold } from "./inflora/dualgpm.js";
 import { designAllB, updateAllLayers, warmLayerThreads } from "./inflora/layers_parallel.js";
 import { type Mat, mat } from "./linalg/matrix.js";
-import { type Method, methodOf, type Phase, PhaseTable } from "./methods.js";
+import { logitNormOf, type Method, methodOf, type Phase, PhaseTable } from "./methods.js";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { taskOptimizer } from "./optim/recipe.js";
-import { covariancePass, evaluationPass, type PassContext } from "./passes.js";
+import { classStatisticsPass, covariancePass, evaluationPass, type PassContext } from "./passes.js";
 import { buildPlan, type RunPlan, type TaskPlan, testSamples } from "./plan.js";
 import type { TaskProgress } from "./progress.js";
 import { toFloat32 } from "./reduce.js";
@@ -88,12 +92,18 @@ export class Trainer {
   private readonly cil: number[] = [];
   private readonly withTask: number[] = [];
   private readonly matrix: number[][] = [];
+  /** Classifier alignment: the statistics of every class so far, and the accuracies before each alignment. */
+  private classStats: ClassStatistics | undefined;
+  private readonly before = { cil: [] as number[], withTask: [] as number[], matrix: [] as number[][] };
   private readonly phases: { readonly [P in Phase]: (t: TaskPlan) => Promise<void> } = {
     COVARIANCE_PRE: (t) => this.covariancePre(t),
     DESIGN: (t) => this.design(t),
     TRAIN: (t) => this.train(t),
     COVARIANCE_POST: (t) => this.covariancePost(t),
     DUALGPM: () => this.updateMemory(),
+    CLASS_STATS: (t) => this.classStatistics(t),
+    EVAL_BEFORE_ALIGNMENT: (t) => this.evaluateBeforeAlignment(t),
+    ALIGNMENT: (t) => this.align(t),
     EVAL: (t) => this.evaluate(t),
     CHECKPOINT: () => this.checkpoint(),
   };
@@ -155,7 +165,7 @@ export class Trainer {
       }
       throw err;
     }
-    const metrics = runMetrics(this.cil, this.withTask, this.matrix);
+    const metrics = this.metricsSoFar();
     this.events.emit("run_finished", { ...metrics });
     return metrics;
   }
@@ -307,11 +317,76 @@ export class Trainer {
     log.info({ task: this.task, threshold: eps, seconds, widths }, `${this.method.memory} updated`);
   }
 
-  private async evaluate(t: TaskPlan): Promise<void> {
+  /**
+   * After the memory update, for every class of task t: the mean and covariance of its training images'
+   * features with the adapters of tasks 0..t, added to the earlier classes' (which are never recomputed).
+   */
+  private async classStatistics(t: TaskPlan): Promise<void> {
+    const ctx = this.passContext(await this.publish({ training: false, heads: false }));
+    const added = await classStatisticsPass(ctx, t, this.D);
+    this.classStats = appendStatistics(this.classStats, added);
+    const file = this.dir.classStats(this.task);
+    await writeClassStats(file, this.task, this.classStats);
+    log.info({ task: t.task, classes: added.classes, file: this.dir.relative(file) }, "class statistics");
+  }
+
+  private async evaluateBeforeAlignment(t: TaskPlan): Promise<void> {
+    const { ev } = await this.measure(t);
+    this.before.cil[this.task] = ev.cil;
+    this.before.withTask[this.task] = ev.withTask;
+    this.before.matrix[this.task] = ev.perTask;
+    log.info(
+      { task: this.task, cil: ev.cil, row: ev.perTask },
+      `task ${this.task} evaluated before alignment`,
+    );
+  }
+
+  /** Retrains heads 0..t on features sampled from the class statistics; the reference skips task 0. */
+  private async align(t: TaskPlan): Promise<void> {
+    if (this.task === 0) return;
+    const stats = this.classStats;
+    if (!stats) throw new Error(`task ${this.task}: no class statistics to align the classifier with`);
+    const logitNorm = logitNormOf(this.method, this.input.cfg.dataset);
+    if (logitNorm === undefined) throw new Error(`method ${this.method.name} has no alignment settings`);
+    const started = performance.now();
+    const result = await alignClassifier(this.heads, stats, {
+      task: this.task,
+      latestTaskSize: t.classEnd - t.classStart,
+      seed: this.input.seed,
+      logitNorm,
+      onEpoch: (e) => {
+        this.events.emit("alignment_epoch", { task: this.task, ...e });
+        log.info(
+          { task: this.task, epoch: e.epoch, loss: e.loss },
+          `alignment epoch ${e.epoch + 1}/${e.epochs}`,
+        );
+      },
+    });
+    this.heads.splice(0, this.heads.length, ...result.heads);
+    const seconds = (performance.now() - started) / 1000;
+    this.input.metrics?.observeLinalg("alignment", seconds);
+    this.events.emit("alignment_finished", { task: this.task, epoch_loss: result.epochLoss, seconds });
+  }
+
+  /** The test samples of every class so far under the current heads. */
+  private async measure(t: TaskPlan): Promise<{ ev: Evaluation; logits: Float32Array; labels: Int32Array }> {
     const ctx = this.passContext(await this.publish({ training: false, heads: true }));
     const { samples, labels } = testSamples(this.plan, t.classEnd);
     const logits = await evaluationPass(ctx, samples, t.classEnd);
     const ev = evaluateLogits(logits, labels, this.plan.tasks.slice(0, this.task + 1));
+    return { ev, logits, labels };
+  }
+
+  /** metrics.json: the curve and matrix, and with alignment the same figures before it. */
+  private metricsSoFar(): RunMetrics {
+    const m: RunMetrics = runMetrics(this.cil, this.withTask, this.matrix);
+    const b = this.before;
+    if (!this.table.has("EVAL_BEFORE_ALIGNMENT") || b.matrix.length === 0) return m;
+    return { ...m, before_alignment: runMetrics(b.cil, b.withTask, b.matrix) };
+  }
+
+  private async evaluate(t: TaskPlan): Promise<void> {
+    const { ev, logits, labels } = await this.measure(t);
     this.cil[this.task] = ev.cil;
     this.withTask[this.task] = ev.withTask;
     this.matrix[this.task] = ev.perTask;
@@ -322,7 +397,7 @@ export class Trainer {
       logits,
       classes: t.classEnd,
     });
-    await this.dir.writeMetrics(runMetrics(this.cil, this.withTask, this.matrix));
+    await this.dir.writeMetrics(this.metricsSoFar());
     log.info(
       { task: this.task, cil: ev.cil, with_task: ev.withTask, row: ev.perTask },
       `task ${this.task} evaluated`,
@@ -337,6 +412,7 @@ export class Trainer {
       memory: this.memory.map((m) => m ?? { basis: mat(this.D, 0), type: "remove" as const }),
       classOrder: this.plan.classOrder,
       configSha256: this.input.cfg.sha256,
+      classStats: this.classStats,
     };
   }
 
@@ -345,11 +421,19 @@ export class Trainer {
     await writeCheckpoint(file, this.checkpointState(), this.D);
     this.events.emit("checkpoint_written", { task: this.task, file: this.dir.relative(file) });
     this.dir.removeProgress();
+    const b = this.before;
     this.events.emit("task_finished", {
       task: this.task,
       cil: this.cil[this.task],
       with_task: this.withTask[this.task],
       accuracy_row: this.matrix[this.task],
+      ...(b.matrix[this.task] && {
+        before_alignment: {
+          cil: b.cil[this.task],
+          with_task: b.withTask[this.task],
+          accuracy_row: b.matrix[this.task],
+        },
+      }),
     });
   }
 
@@ -381,10 +465,21 @@ export class Trainer {
     this.adapters.push(...state.adapters);
     this.heads.push(...state.heads);
     this.memory = state.memory.map((x) => ({ basis: x.basis, type: x.type }));
+    this.classStats = state.classStats;
+    if (this.table.has("CLASS_STATS") && !this.classStats)
+      throw new Error(
+        `${this.dir.checkpoint(last)}: holds no class statistics, which ${this.method.name} needs`,
+      );
+    const b = m.before_alignment;
     for (let t = 0; t <= last; t++) {
       this.cil[t] = m.curve.cil[t];
       this.withTask[t] = m.curve.with_task[t];
       this.matrix[t] = m.accuracy_matrix[t];
+      if (b?.accuracy_matrix[t]) {
+        this.before.cil[t] = b.curve.cil[t];
+        this.before.withTask[t] = b.curve.with_task[t];
+        this.before.matrix[t] = b.accuracy_matrix[t];
+      }
     }
   }
 

@@ -168,15 +168,17 @@ export class WorkerEngine implements WorkerClient {
 
   async evaluate(req: EvalRequest): Promise<EvalResult[]> {
     const model = this.activate(req.stateVersion);
+    const features = req.output === "features";
     const heads = this.live!.heads;
-    if (!heads) throw new Error(`state version ${req.stateVersion} has no heads to evaluate`);
+    if (!heads && !features) throw new Error(`state version ${req.stateVersion} has no heads to evaluate`);
     const out: EvalResult[] = [];
     for (const [k, shard] of req.shards.entries()) {
       if (k + 1 < req.shards.length) this.prefetch(req.shards[k + 1]);
       const { patches, count } = await this.loadShard(shard);
       const logits = tf.tidy(() => {
         const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
-        return tf.add(tf.matMul(model.features(x, count), heads.w, false, true), heads.b);
+        const f = model.features(x, count);
+        return heads && !features ? tf.add(tf.matMul(f, heads.w, false, true), heads.b) : f;
       });
       out.push({ index: shard.index, logits: logits.dataSync() as Float32Array });
       logits.dispose();

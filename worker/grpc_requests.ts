@@ -7,6 +7,7 @@
 import type { Head } from "../common/adapters.js";
 import type { AugmentKey } from "../common/data/types.js";
 import type {
+  EvalOutput,
   MicroShard,
   SetupRequest,
   TaskState,
@@ -14,9 +15,13 @@ import type {
   TrainStepRequest,
 } from "../common/protocol.js";
 import { decodeF32, decodeI32, type Tensor } from "../common/tensor_codec.js";
-import type { VitConfig } from "../common/vit_config.js";
+import type { FinalNorm, VitConfig } from "../common/vit_config.js";
 import * as pb from "../proto/gen/inflora/v1/compute.js";
-import { BadImagePolicy, type SetupRequest as PbSetupRequest } from "../proto/gen/inflora/v1/setup.js";
+import {
+  BadImagePolicy,
+  FinalNorm as PbFinalNorm,
+  type SetupRequest as PbSetupRequest,
+} from "../proto/gen/inflora/v1/setup.js";
 import type { Head as PbHead, SetTaskStateRequest, TaskStateHeader } from "../proto/gen/inflora/v1/state.js";
 
 export class InvalidRequestError extends Error {
@@ -73,6 +78,32 @@ export function version(v: number, field: string): number {
   return v;
 }
 
+/** The model's final norm; unset means the checkpoint's. */
+function decodeFinalNorm(v: PbFinalNorm): FinalNorm {
+  switch (v) {
+    case PbFinalNorm.FINAL_NORM_UNSPECIFIED:
+    case PbFinalNorm.FINAL_NORM_PRETRAINED:
+      return "pretrained";
+    case PbFinalNorm.FINAL_NORM_FRESH:
+      return "fresh";
+    default:
+      return fail("model.final_norm", `unknown final norm ${v}`);
+  }
+}
+
+/** The Evaluate request's `output`; unset means the logits. */
+export function decodeEvalOutput(v: pb.EvalOutput): EvalOutput {
+  switch (v) {
+    case pb.EvalOutput.EVAL_OUTPUT_UNSPECIFIED:
+    case pb.EvalOutput.EVAL_OUTPUT_LOGITS:
+      return "logits";
+    case pb.EvalOutput.EVAL_OUTPUT_FEATURES:
+      return "features";
+    default:
+      return fail("output", `unknown evaluation output ${v}`);
+  }
+}
+
 export function decodeSetup(req: PbSetupRequest): SetupRequest {
   const m = req.model ?? fail("model", "missing");
   const model: VitConfig = {
@@ -83,6 +114,7 @@ export function decodeSetup(req: PbSetupRequest): SetupRequest {
     depth: positiveInt(m.depth, "model.depth"),
     numHeads: positiveInt(m.numHeads, "model.num_heads"),
     mlpHidden: positiveInt(m.mlpHidden, "model.mlp_hidden"),
+    ...(decodeFinalNorm(m.finalNorm) === "fresh" ? { finalNorm: "fresh" as const } : {}),
   };
   if (model.imgSize % model.patchSize !== 0)
     fail("model.img_size", `${model.imgSize} is not a multiple of patch_size ${model.patchSize}`);

@@ -42,6 +42,7 @@ import type { WorkerServer } from "../proto/gen/inflora/v1/worker.js";
 import {
   type Dims,
   decoded,
+  decodeEvalOutput,
   decodeSetup,
   decodeShards,
   dimsOf,
@@ -241,7 +242,11 @@ export class WorkerGrpcService {
     const r = decoded(call.request, "request");
     this.requireRun(r.runId);
     const shards = decodeShards(r.shards, "shards", { training: false });
-    const req = { stateVersion: version(r.stateVersion, "state_version"), shards };
+    const req = {
+      stateVersion: version(r.stateVersion, "state_version"),
+      shards,
+      output: decodeEvalOutput(r.output),
+    };
     const results = await this.serial(call, () => {
       this.requireRun(r.runId);
       return this.worker.evaluate(req);

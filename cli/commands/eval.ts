@@ -23,8 +23,9 @@ export function registerEval(program: Command): void {
     .addHelpText(
       "after",
       `
-Recomputes the class-incremental accuracy after every task s ≤ t from checkpoint t (the accuracy-matrix rows
-and the A_s curves) and compares them with the run's metrics.json when it evaluates the run's own data.
+Recomputes the class-incremental accuracy after every task s ≤ t from checkpoint t, with the heads of
+checkpoint s where it exists (the accuracy-matrix rows and the A_s curves), and compares them with the
+run's metrics.json when it evaluates the run's own data.
 
 Examples:
   $ inflora eval --run runs/demo/inflora

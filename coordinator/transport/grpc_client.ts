@@ -54,6 +54,7 @@ import type { SetupResponse as PbSetupResponse } from "../../proto/gen/inflora/v
 import type { SetTaskStateRequest } from "../../proto/gen/inflora/v1/state.js";
 import { type WorkerClient as PbWorkerClient, WorkerService } from "../../proto/gen/inflora/v1/worker.js";
 import {
+  evalOutputToPb,
   serializeTrainStepRequest,
   setupToPb,
   shardsToPb,
@@ -279,13 +280,19 @@ export class GrpcWorkerClient implements WorkerClient {
 
   async evaluate(req: EvalRequest): Promise<EvalResult[]> {
     const run = this.requireRun("evaluate");
+    const features = req.output === "features";
     const replies = new EvalReplies(
       this.replyContext("evaluate", run),
       req.shards,
-      this.stateClasses.get(req.stateVersion),
+      features ? run.D : this.stateClasses.get(req.stateVersion),
     );
     const call = this.client.evaluate(
-      { runId: run.runId, stateVersion: req.stateVersion, shards: shardsToPb(req.shards) },
+      {
+        runId: run.runId,
+        stateVersion: req.stateVersion,
+        shards: shardsToPb(req.shards),
+        output: evalOutputToPb(req.output),
+      },
       new Metadata(),
       this.callOptions("evaluate"),
     );

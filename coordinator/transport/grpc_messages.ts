@@ -5,11 +5,18 @@
  */
 import type { Head } from "../../common/adapters.js";
 import type { DataOptions } from "../../common/data/options.js";
-import type { MicroShard, SetupRequest, TaskState, TrainStepRequest } from "../../common/protocol.js";
+import type {
+  EvalOutput,
+  MicroShard,
+  SetupRequest,
+  TaskState,
+  TrainStepRequest,
+} from "../../common/protocol.js";
 import { encodeTensor } from "../../common/tensor_codec.js";
 import * as pb from "../../proto/gen/inflora/v1/compute.js";
 import {
   BadImagePolicy,
+  FinalNorm,
   type DataOptions as PbDataOptions,
   type SetupRequest as PbSetupRequest,
 } from "../../proto/gen/inflora/v1/setup.js";
@@ -43,10 +50,24 @@ export function setupToPb(req: SetupRequest, paramsSubject?: string): PbSetupReq
     protocolVersion: req.protocolVersion,
     weightsPath: req.weightsPath,
     weightsFingerprint: req.weightsFingerprint,
-    model: { ...req.model },
+    model: {
+      imgSize: req.model.imgSize,
+      patchSize: req.model.patchSize,
+      inChans: req.model.inChans,
+      embedDim: req.model.embedDim,
+      depth: req.model.depth,
+      numHeads: req.model.numHeads,
+      mlpHidden: req.model.mlpHidden,
+      finalNorm:
+        req.model.finalNorm === "fresh" ? FinalNorm.FINAL_NORM_FRESH : FinalNorm.FINAL_NORM_PRETRAINED,
+    },
     data: dataToPb(req.data),
     paramsSubject: paramsSubject ?? "",
   };
+}
+
+export function evalOutputToPb(output: EvalOutput | undefined): pb.EvalOutput {
+  return output === "features" ? pb.EvalOutput.EVAL_OUTPUT_FEATURES : pb.EvalOutput.EVAL_OUTPUT_LOGITS;
 }
 
 export function shardsToPb(shards: readonly MicroShard[]): pb.MicroShard[] {

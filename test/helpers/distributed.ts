@@ -1,6 +1,6 @@
 /** Shared by the distributed tests: short fixture configs, worker processes, run comparison. */
 import { type ChildProcess, fork } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { REFERENCE_DIR } from "./reference_compare.js";
@@ -56,13 +56,19 @@ export function stopWorkers(workers: ChildWorker[]): void {
     if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill("SIGKILL");
 }
 
-/** Every file of the run-directory contract byte for byte (run.json and events differ by nature). */
+/**
+ * Every file of the run-directory contract byte for byte (run.json and events differ by nature); the class
+ * statistics of classifier alignment where the runs have them.
+ */
 export function expectSameRun(a: string, b: string, expect: (cond: boolean, what: string) => void): void {
   expect(
     readFileSync(path.join(a, "metrics.json"), "utf8") === readFileSync(path.join(b, "metrics.json"), "utf8"),
     "metrics.json",
   );
-  for (const dir of ["checkpoints", "predictions"]) {
+  for (const dir of ["checkpoints", "predictions", "class_stats"]) {
+    const held = [a, b].map((r) => existsSync(path.join(r, dir)));
+    expect(held[0] === held[1], `${dir}: held by both runs or neither`);
+    if (!held[0] || !held[1]) continue;
     const names = readdirSync(path.join(a, dir))
       .filter((n) => /^task-\d+\.safetensors$/.test(n))
       .sort();

@@ -19,7 +19,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type MicroShard, PROTOCOL_VERSION, type TrainParams } from "../../common/protocol.js";
 import { Dtype, encodeTensor, type Tensor } from "../../common/tensor_codec.js";
 import { GrpcWorkerClient, MalformedReplyError } from "../../coordinator/transport/grpc_client.js";
+import { setupToPb } from "../../coordinator/transport/grpc_messages.js";
 import * as pb from "../../proto/gen/inflora/v1/compute.js";
+import type { FinalNorm as PbFinalNorm } from "../../proto/gen/inflora/v1/setup.js";
 import type { SetTaskStateRequest } from "../../proto/gen/inflora/v1/state.js";
 import {
   WorkerClient as PbWorkerClient,
@@ -136,7 +138,16 @@ async function expectInvalid(p: Promise<ServiceError>, details: string): Promise
   expect(err.details).toBe(`invalid request: ${details}`);
 }
 
+function rawEvaluate(output: pb.EvalOutput): Promise<ServiceError> {
+  const shards = [shard({ split: pb.Split.SPLIT_TEST, targets: undefined })];
+  return streamStatus(raw.evaluate({ runId: RUN, stateVersion: 1, shards, output }, md()));
+}
+
 describe("malformed requests", () => {
+  it("refuses an evaluation output it does not know, naming the field", async () => {
+    await expectInvalid(rawEvaluate(7 as pb.EvalOutput), "output: unknown evaluation output 7");
+  });
+
   it("refuses bad shards: dtype, byte length, shape, split, repeated index, negative versions", async () => {
     await expectInvalid(
       rawCovariance([shard({ samples: encodeTensor(f32(3), [3]) })]),
@@ -410,6 +421,32 @@ describe("malformed replies (through the real server)", () => {
     });
     expect(ok[0].logits).toHaveLength(10);
   });
+
+  it("expects features D wide when the request asks for features, whatever the heads", async () => {
+    const samples = Int32Array.of(1, 2);
+    worker.evalReply = (req) =>
+      req.shards.map((s) => ({ index: s.index, logits: f32(s.samples.length * 5) }));
+    const err = await rejection(
+      client.evaluate({
+        stateVersion: 5,
+        shards: [{ index: 0, split: "train", samples }],
+        output: "features",
+      }),
+    );
+    expect(err.message).toContain(`shard 0.logits: shape [2, 5], expected [*, ${D}]`);
+    let asked: string | undefined;
+    worker.evalReply = (req) => {
+      asked = req.output;
+      return req.shards.map((s) => ({ index: s.index, logits: f32(s.samples.length * D) }));
+    };
+    const ok = await client.evaluate({
+      stateVersion: 5,
+      shards: [{ index: 0, split: "train", samples }],
+      output: "features",
+    });
+    expect(ok[0].logits).toHaveLength(2 * D);
+    expect(asked).toBe("features");
+  });
 });
 
 describe("malformed replies (from a rogue server)", () => {
@@ -598,5 +635,23 @@ describe("malformed replies (from a rogue server)", () => {
     const err = await rejection(rogueClient.trainStep(trainRequest));
     expect(err).toBeInstanceOf(MalformedReplyError);
     expect(err.message).toBe(`worker rogue: malformed trainStep reply: ${message}`);
+  });
+});
+
+describe("the model's final norm in the handshake", () => {
+  it("carries a fresh final norm to the worker and refuses one it does not know, naming the field", async () => {
+    const base = setupRequest(D, depth, RUN);
+    await client.setup({ ...base, model: { ...base.model, finalNorm: "fresh" } });
+    expect(worker.setupRequests.at(-1)?.model.finalNorm).toBe("fresh");
+    await client.setup(base);
+    expect(worker.setupRequests.at(-1)?.model.finalNorm).toBeUndefined();
+    const pbSetup = setupToPb(base);
+    const err = await new Promise<ServiceError>((resolve, reject) =>
+      raw.setup({ ...pbSetup, model: { ...pbSetup.model!, finalNorm: 7 as PbFinalNorm } }, md(), (e) =>
+        e ? resolve(e) : reject(new Error("the call succeeded")),
+      ),
+    );
+    expect(err.code, err.details).toBe(status.INVALID_ARGUMENT);
+    expect(err.details).toBe("invalid request: model.final_norm: unknown final norm 7");
   });
 });

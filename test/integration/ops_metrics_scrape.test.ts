@@ -114,7 +114,7 @@ describe("metrics endpoints", () => {
     expect(res.headers.get("content-type")).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await res.text();
     for (const name of [
-      'inflora_task_accuracy_ratio{run="3f2a9c1e-run",after_task="2",task="0"} 0.8',
+      'inflora_task_accuracy_ratio{run="3f2a9c1e-run",after_task="2",task="0",stage="final"} 0.8',
       "inflora_final_accuracy_ratio",
       "inflora_step_duration_seconds_bucket",
       "inflora_allreduce_bytes_total",

@@ -1,7 +1,7 @@
 /**
  * The dashboard against a real Prometheus (Debian's `prometheus`) scraping a real run: a coordinator and
- * two standalone workers with metrics ports train the fixture (5 tasks) while Prometheus scrapes them every
- * second. Then every query of deploy/grafana/dashboards/inflora-run.json is asked through the HTTP API the
+ * two standalone workers with metrics ports train the fixture (5 tasks, under InfLoRA_CA1 so that the
+ * classifier-alignment panel has data too) while Prometheus scrapes them every second. Then every query of deploy/grafana/dashboards/inflora-run.json is asked through the HTTP API the
  * way Grafana asks it (instant or range, `$run`, `$__rate_interval` and `$__range` substituted), after the
  * coordinator has exited, and each must return data; the last accuracy-matrix row and A_T must equal the
  * run's metrics.json. The alert rules are loaded and must evaluate without error, and InfloraWorkerDown
@@ -23,7 +23,7 @@ import { prometheus, pushgateway } from "./ops_tools.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const TSX = createRequire(import.meta.url).resolve("tsx");
-const CONFIG = path.join(ROOT, "configs/fixture_tiny.json");
+const FIXTURE_CONFIG = path.join(ROOT, "configs/fixture_tiny.json");
 const DASHBOARD = path.join(ROOT, "deploy/grafana/dashboards/inflora-run.json");
 const RULES = path.join(ROOT, "deploy/prometheus/rules/inflora.rules.yaml");
 /** Grafana's $__rate_interval for a 1 s scrape interval and a 1 s step: max(4 × scrape, step + scrape). */
@@ -99,6 +99,20 @@ function substitute(expr: string): string {
     .replaceAll('run=~"$run"', `run=~"${runId}"`);
 }
 
+/** The fixture's config under InfLoRA_CA1 (paths made absolute), in the test's folder. */
+function alignedConfig(): string {
+  const cfg = JSON.parse(readFileSync(FIXTURE_CONFIG, "utf8"));
+  const dir = path.dirname(FIXTURE_CONFIG);
+  Object.assign(cfg, {
+    model_name: "InfLoRA_CA1",
+    data_path: path.resolve(dir, cfg.data_path),
+    weights: path.resolve(dir, cfg.weights),
+  });
+  const file = path.join(tmp, "fixture_ca1.json");
+  writeFileSync(file, JSON.stringify(cfg));
+  return file;
+}
+
 function panels(list: Panel[]): Panel[] {
   return list.flatMap((p) => [p, ...panels(p.panels ?? [])]);
 }
@@ -158,7 +172,7 @@ beforeAll(async () => {
       MAIN,
       "coordinator",
       "--config",
-      CONFIG,
+      alignedConfig(),
       "--out",
       out,
       ...workers.flatMap((w) => ["--worker", w.address]),
@@ -235,7 +249,7 @@ describe("a real Prometheus scraping a real run", () => {
     expect(state.fieldConfig.defaults.mappings[0].options[lastValue]?.text).toBe("finished");
     // After the linger the coordinator is gone: its target is down and its plain series are stale.
     expect(await instant('up{job="inflora-coordinator"}', end)).toMatchObject([{ value: [end, "0"] }]);
-    expect(await instant(`inflora_final_accuracy_ratio{run="${runId}"}`, end)).toEqual([]);
+    expect(await instant(`inflora_final_accuracy_ratio{run="${runId}",stage="final"}`, end)).toEqual([]);
   });
 
   it("answers every query of the dashboard with data, after the run", async () => {
@@ -285,11 +299,11 @@ describe("a real Prometheus scraping a real run", () => {
     expect(last).toBe(4);
     const window = `${Math.ceil(end - start)}s`;
     const row = await instant(
-      `last_over_time(inflora_task_accuracy_ratio{run="${runId}",after_task="${last}"}[${window}])`,
+      `last_over_time(inflora_task_accuracy_ratio{run="${runId}",after_task="${last}",stage="final"}[${window}])`,
       end,
     );
     const byTask = Object.fromEntries(row.map((s) => [s.metric.task, Number(s.value?.[1])]));
-    const final = await range(`inflora_final_accuracy_ratio{run="${runId}"}`);
+    const final = await range(`inflora_final_accuracy_ratio{run="${runId}",stage="final"}`);
     const finalValue = Number(final[0]?.values?.at(-1)?.[1]);
     console.log(
       `Prometheus: after_task="${last}" row ${JSON.stringify(byTask)}; A_T ${finalValue} ` +
@@ -324,7 +338,12 @@ describe("a real Prometheus scraping a real run", () => {
     };
     const line = text
       .split("\n")
-      .find((l) => l.startsWith("inflora_final_accuracy_ratio{") && l.includes(`run="${runId}"`));
+      .find(
+        (l) =>
+          l.startsWith("inflora_final_accuracy_ratio{") &&
+          l.includes(`run="${runId}"`) &&
+          l.includes('stage="final"'),
+      );
     expect(line).toContain('job="inflora"');
     expect(Number(line?.split(" ").at(-1))).toBeCloseTo(metrics.final_accuracy / 100, 12);
   });

@@ -57,6 +57,22 @@ describe("methods", () => {
     expect(phases.slice(4)).toEqual(["DUALGPM", "DESIGN", "EVAL", "CHECKPOINT"]);
   });
 
+  it("the CA variants keep InfLoRAb5's memory and design, then class statistics and alignment", () => {
+    for (const m of [METHODS.InfLoRA_CA, METHODS.InfLoRA_CA1]) {
+      expect([m.design, m.memory]).toEqual([METHODS.InfLoRAb5.design, METHODS.InfLoRAb5.memory]);
+      expect(taskPhases(m).slice(5)).toEqual([
+        "CLASS_STATS",
+        "EVAL_BEFORE_ALIGNMENT",
+        "ALIGNMENT",
+        "EVAL",
+        "CHECKPOINT",
+      ]);
+    }
+    // Every method with an ALIGNMENT phase says how to align, and only those.
+    for (const m of Object.values(METHODS))
+      expect(taskPhases(m).includes("ALIGNMENT"), m.name).toBe(m.alignment !== undefined);
+  });
+
   it("every phase of every table is one the metrics know", () => {
     for (const m of Object.values(METHODS)) for (const p of taskPhases(m)) expect(PHASES).toContain(p);
   });

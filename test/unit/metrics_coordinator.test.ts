@@ -140,6 +140,52 @@ describe("CoordinatorMetrics", () => {
     expect(await value(m, "inflora_average_accuracy_ratio")).toBeCloseTo((90 + 80 + 75) / 300);
   });
 
+  it("labels accuracies by stage: final for every method, before_alignment where the method aligns", async () => {
+    const m = new CoordinatorMetrics({ run: "run-a", processMetrics: false });
+    const ev = feeder(m);
+    ev("run_started", { seed: 0, tasks: 2, resumed_at_task: 0 });
+    const before0 = { cil: 90, with_task: 90, accuracy_row: [90] };
+    ev("task_finished", { task: 0, cil: 90, with_task: 90, accuracy_row: [90], before_alignment: before0 });
+    const before1 = { cil: 60, with_task: 85, accuracy_row: [40, 80] };
+    ev("task_finished", {
+      task: 1,
+      cil: 80,
+      with_task: 86,
+      accuracy_row: [70, 90],
+      before_alignment: before1,
+    });
+    const at = (name: string, labels: Record<string, string>) =>
+      Promise.all(["final", "before_alignment"].map((stage) => value(m, name, { ...labels, stage })));
+    expect(await at("inflora_task_accuracy_ratio", { after_task: "1", task: "0" })).toEqual([0.7, 0.4]);
+    expect(await at("inflora_incremental_accuracy_ratio", { after_task: "1" })).toEqual([0.8, 0.6]);
+    expect(await at("inflora_task_forgetting_ratio", { task: "0" })).toEqual([0.2, 0.5]);
+    ev("run_finished", {
+      final_accuracy: 80,
+      average_accuracy: 85,
+      forgetting: 20,
+      bwt: -20,
+      before_alignment: { final_accuracy: 60, average_accuracy: 75, forgetting: 50, bwt: -50 },
+    });
+    expect(await at("inflora_final_accuracy_ratio", {})).toEqual([0.8, 0.6]);
+    expect(await at("inflora_average_accuracy_ratio", {})).toEqual([0.85, 0.75]);
+
+    const resumed = new CoordinatorMetrics({ run: "run-b", processMetrics: false });
+    resumed.restoreAccuracy({
+      curve: { cil: [90, 80], with_task: [90, 86] },
+      accuracy_matrix: [[90], [70, 90]],
+      before_alignment: {
+        curve: { cil: [90, 60], with_task: [90, 85] },
+        accuracy_matrix: [[90], [40, 80]],
+        final_accuracy: 60,
+        average_accuracy: 75,
+        forgetting: 50,
+        bwt: -50,
+      },
+    });
+    const labels = { after_task: "1", task: "0", stage: "before_alignment" };
+    expect(await value(resumed, "inflora_task_accuracy_ratio", labels)).toBeCloseTo(0.4);
+  });
+
   it("labels each run of a multi-seed process separately and sets the info metric", async () => {
     const m = new CoordinatorMetrics({ run: "seed-0-run", processMetrics: false });
     feeder(m, "seed-0-run")("task_finished", { task: 0, cil: 50, with_task: 50, accuracy_row: [50] });
@@ -148,7 +194,9 @@ describe("CoordinatorMetrics", () => {
     m.setInfo("node-gpu", "1.2.3");
     const text = await m.registry.metrics();
     expect(text).toContain('inflora_steps_total{run="seed-1-run"} 1');
-    expect(text).toContain('inflora_task_accuracy_ratio{run="seed-0-run",after_task="0",task="0"} 0.5');
+    expect(text).toContain(
+      'inflora_task_accuracy_ratio{run="seed-0-run",after_task="0",task="0",stage="final"} 0.5',
+    );
     expect(text).toContain('inflora_info{role="coordinator",backend="node-gpu",version="1.2.3"} 1');
     expect(text.match(/^inflora_info\{/gm)).toHaveLength(1);
   });
@@ -190,7 +238,9 @@ describe("CoordinatorMetrics", () => {
     feeder(m, "seed-1-run")("task_finished", { task: 0, cil: 60, with_task: 60, accuracy_row: [60] });
     m.observeStep(0.1, 1, 8);
     const text = await m.runRegistry("seed-1-run").metrics();
-    expect(text).toContain('inflora_task_accuracy_ratio{run="seed-1-run",after_task="0",task="0"} 0.6');
+    expect(text).toContain(
+      'inflora_task_accuracy_ratio{run="seed-1-run",after_task="0",task="0",stage="final"} 0.6',
+    );
     expect(text).toContain('inflora_step_duration_seconds_bucket{le="0.25",run="seed-1-run"} 1');
     expect(text).toContain('inflora_info{role="coordinator",backend="blas",version="1.2.3"} 1');
     expect(text).not.toContain("seed-0-run");
@@ -243,7 +293,9 @@ describe("CoordinatorMetrics.setRun", () => {
     m.restoreAccuracy({ curve: { cil: [80], with_task: [80] }, accuracy_matrix: [[80]] });
     m.observeStep(0.2, 1, 16);
     const text = await m.registry.metrics();
-    expect(text).toContain('inflora_task_accuracy_ratio{run="seed-1-run",after_task="0",task="0"} 0.8');
+    expect(text).toContain(
+      'inflora_task_accuracy_ratio{run="seed-1-run",after_task="0",task="0",stage="final"} 0.8',
+    );
     expect(text).toContain('inflora_steps_total{run="seed-1-run"} 1');
     expect(text).toContain('inflora_run_status{run="seed-1-run",status="running"} 1');
   });

@@ -37,6 +37,22 @@ describe("watch state", () => {
     expect(lines.some((l) => l.includes("phase"))).toBe(false);
   });
 
+  it("prints classifier alignment's epochs and the accuracy before it", () => {
+    const s = emptyState();
+    const at = (event: string, fields: Record<string, unknown>) =>
+      applyEvent(s, { time: "2026-01-01T00:00:00Z", run: "r", event, ...fields } as never);
+    at("run_started", { seed: 0, tasks: 3, resumed_at_task: 0 });
+    expect(at("alignment_epoch", { task: 1, epoch: 4, epochs: 5, loss: 0.25 })).toBe(
+      "task 2/3 alignment epoch 5/5: loss 0.2500",
+    );
+    const before_alignment = { cil: 70, with_task: 90, accuracy_row: [50, 90] };
+    expect(
+      at("task_finished", { task: 1, cil: 80, with_task: 90, accuracy_row: [70, 90], before_alignment }),
+    ).toBe(
+      "task 2/3 finished: A_t 80.00% (before alignment 70.00%), task-aware 90.00%, per task [70.00 90.00]",
+    );
+  });
+
   it("renders the matrix with A_t and task-aware columns, fitted to the width", () => {
     const s = emptyState();
     for (const e of runEvents()) applyEvent(s, e);

@@ -20,6 +20,17 @@ export enum Split {
   UNRECOGNIZED = -1,
 }
 
+/** What an Evaluate call returns per sample. */
+export enum EvalOutput {
+  /** EVAL_OUTPUT_UNSPECIFIED - Unset: the logits, as EVAL_OUTPUT_LOGITS. */
+  EVAL_OUTPUT_UNSPECIFIED = 0,
+  /** EVAL_OUTPUT_LOGITS - The logits under the state's heads, [samples, Σ head classes] (the state must carry heads). */
+  EVAL_OUTPUT_LOGITS = 1,
+  /** EVAL_OUTPUT_FEATURES - The final-norm class-token features, [samples, D]: classifier alignment's class statistics. */
+  EVAL_OUTPUT_FEATURES = 2,
+  UNRECOGNIZED = -1,
+}
+
 /** Key of the counter-based augmentation RNG: a sample gets the same crop and flip on every worker. */
 export interface AugmentKey {
   seed: number;
@@ -154,9 +165,13 @@ export interface EvaluateRequest {
   runId: string;
   stateVersion: number;
   shards: MicroShard[];
+  output: EvalOutput;
 }
 
-/** Server-streamed: per shard, its logits [samples, Σ head classes] in row slices of about 1 MiB. */
+/**
+ * Server-streamed: per shard, its logits [samples, Σ head classes] (or, with EVAL_OUTPUT_FEATURES, its
+ * features [samples, D], in the same field) in row slices of about 1 MiB.
+ */
 export interface EvaluateResponse {
   shardIndex: number;
   rowOffset: number;
@@ -996,7 +1011,7 @@ export const TrainShardSummary: MessageFns<TrainShardSummary> = {
 };
 
 function createBaseEvaluateRequest(): EvaluateRequest {
-  return { runId: "", stateVersion: 0, shards: [] };
+  return { runId: "", stateVersion: 0, shards: [], output: 0 };
 }
 
 export const EvaluateRequest: MessageFns<EvaluateRequest> = {
@@ -1009,6 +1024,9 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
     }
     for (const v of message.shards) {
       MicroShard.encode(v!, writer.uint32(26).fork()).join();
+    }
+    if (message.output !== 0) {
+      writer.uint32(32).int32(message.output);
     }
     return writer;
   },
@@ -1048,6 +1066,14 @@ export const EvaluateRequest: MessageFns<EvaluateRequest> = {
             }
 
             message.shards.push(MicroShard.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.output = reader.int32() as any;
             continue;
           }
         }

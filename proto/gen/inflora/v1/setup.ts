@@ -11,6 +11,16 @@ export const protobufPackage = "inflora.v1";
 
 export const protobufFileName = "inflora/v1/setup.proto";
 
+/** The final LayerNorm before the heads. */
+export enum FinalNorm {
+  /** FINAL_NORM_UNSPECIFIED - Unset: the checkpoint's, as FINAL_NORM_PRETRAINED. */
+  FINAL_NORM_UNSPECIFIED = 0,
+  FINAL_NORM_PRETRAINED = 1,
+  /** FINAL_NORM_FRESH - A fresh, frozen LayerNorm (weight 1, bias 0, eps 1e-5): the reference's InfLoRA_CA1 on CIFAR-100. */
+  FINAL_NORM_FRESH = 2,
+  UNRECOGNIZED = -1,
+}
+
 /** What to do with an unreadable image. */
 export enum BadImagePolicy {
   /** BAD_IMAGE_POLICY_UNSPECIFIED - the worker's default: error */
@@ -29,6 +39,7 @@ export interface ModelSpec {
   depth: number;
   numHeads: number;
   mlpHidden: number;
+  finalNorm: FinalNorm;
 }
 
 /** How the worker opens the dataset from its own mount; the coordinator never ships pixels. */
@@ -85,7 +96,7 @@ export interface ReleaseResponse {
 }
 
 function createBaseModelSpec(): ModelSpec {
-  return { imgSize: 0, patchSize: 0, inChans: 0, embedDim: 0, depth: 0, numHeads: 0, mlpHidden: 0 };
+  return { imgSize: 0, patchSize: 0, inChans: 0, embedDim: 0, depth: 0, numHeads: 0, mlpHidden: 0, finalNorm: 0 };
 }
 
 export const ModelSpec: MessageFns<ModelSpec> = {
@@ -110,6 +121,9 @@ export const ModelSpec: MessageFns<ModelSpec> = {
     }
     if (message.mlpHidden !== 0) {
       writer.uint32(56).uint32(message.mlpHidden);
+    }
+    if (message.finalNorm !== 0) {
+      writer.uint32(64).int32(message.finalNorm);
     }
     return writer;
   },
@@ -181,6 +195,14 @@ export const ModelSpec: MessageFns<ModelSpec> = {
             }
 
             message.mlpHidden = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.finalNorm = reader.int32() as any;
             continue;
           }
         }
