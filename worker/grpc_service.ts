@@ -256,7 +256,7 @@ export class WorkerGrpcService {
     if (runId !== this.current.runId) {
       throw new WorkerRefusal(
         "wrong-run",
-        `request for run "${runId}", but this worker is set up for run "${this.current.runId}"`,
+        `request for run "${clip(runId, 80)}", but this worker is set up for run "${this.current.runId}"`,
       );
     }
     return this.current.dims;
@@ -336,8 +336,26 @@ export function tolerantDefinition(definition: ServiceDefinition): ServiceDefini
   return out;
 }
 
+/**
+ * Longest status message sent. It travels in an HTTP/2 trailer, and a request can make it long (a run id or
+ * a shape of megabytes): a client refuses headers beyond its limit (Node's default: 64 KiB) and the call
+ * then never ends on its side.
+ */
+const MAX_DETAILS = 1024;
+
+/** At most `max` characters of `s`, and never half a surrogate pair (grpc-js's encodeURI throws on one). */
+function clip(s: string, max: number): string {
+  const cut = s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters)`;
+  return cut.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+}
+
 /** The status a failure becomes; exported for tests. */
 export function toStatus(err: unknown): Partial<StatusObject> {
+  const s = statusOf(err);
+  return { ...s, details: clip(s.details ?? "", MAX_DETAILS) };
+}
+
+function statusOf(err: unknown): Partial<StatusObject> {
   const metadata = new Metadata();
   if (err instanceof InvalidRequestError || err instanceof TensorCodecError) {
     return { code: status.INVALID_ARGUMENT, details: `invalid request: ${err.message}`, metadata };
