@@ -27,7 +27,12 @@ import { log } from "../common/log.js";
 import { packageFile } from "../common/package_files.js";
 import type { WorkerClient } from "../common/protocol.js";
 import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
-import { serializeTrainStepResponse, tolerantDefinition, WorkerGrpcService } from "./grpc_service.js";
+import {
+  serializeTrainStepResponse,
+  tolerantDefinition,
+  tolerantRegistrar,
+  WorkerGrpcService,
+} from "./grpc_service.js";
 import type { ParamsFeed } from "./nats_params.js";
 
 export interface ServeWorkerOptions {
@@ -95,7 +100,7 @@ export async function serveWorker(options: ServeWorkerOptions): Promise<WorkerSe
     },
     service.handlers(),
   );
-  health.addToServer(server);
+  health.addToServer(tolerantRegistrar(server));
   new ReflectionService(reflectionPackage()).addToServer(server);
 
   const port = await bind(server, options.listen, credentials);

@@ -9,6 +9,7 @@ import {
   type handleUnaryCall,
   Metadata,
   type MethodDefinition,
+  type Server,
   type ServerDuplexStream,
   type ServerReadableStream,
   type ServerUnaryCall,
@@ -16,6 +17,8 @@ import {
   type ServiceDefinition,
   type StatusObject,
   status,
+  type UntypedHandleCall,
+  type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { flatten } from "../common/flat_params.js";
 import { REASON_KEY, type RefusalReason, STALE_VERSION_KEY, STALE_WHAT_KEY } from "../common/grpc_wire.js";
@@ -347,6 +350,35 @@ const MAX_DETAILS = 1024;
 function clip(s: string, max: number): string {
   const cut = s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters)`;
   return cut.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+}
+
+/**
+ * What a library's `addToServer(server)` (the health service's) is given instead of the server: its
+ * service is registered with tolerantDefinition, and requests that cannot be decoded are refused with
+ * INVALID_ARGUMENT before its handlers see them, as ours are. Health needs no token: anyone can send it bytes.
+ */
+export function tolerantRegistrar(server: Server): Server {
+  const registrar: Pick<Server, "addService"> = {
+    addService: (definition, implementation) => {
+      const guarded: UntypedServiceImplementation = {};
+      for (const [name, handler] of Object.entries(implementation)) {
+        guarded[name] = ((
+          call: { request?: unknown; emit(e: string, s: unknown): void },
+          callback?: (s: unknown) => void,
+        ) => {
+          if (!(call.request instanceof UndecodableMessage))
+            return (handler as (...a: unknown[]) => void)(call, callback);
+          const refusal = toStatus(
+            new InvalidRequestError("request", `cannot be decoded: ${call.request.reason}`),
+          );
+          if (callback) callback(refusal);
+          else call.emit("error", refusal);
+        }) as UntypedHandleCall;
+      }
+      server.addService(tolerantDefinition(definition), guarded);
+    },
+  };
+  return registrar as Server;
 }
 
 /** The status a failure becomes; exported for tests. */
