@@ -80,6 +80,18 @@ export interface WorkerServiceOptions {
   readonly paramsFeed?: ParamsFeed;
 }
 
+/** What the engine throws when the weights or data a Setup names cannot serve it (matched by name). */
+const SETUP_INPUT_ERRORS = new Set([
+  "WeightsError",
+  "SafetensorsError",
+  "NpyError",
+  "ZipError",
+  "PickleError",
+  "PthError",
+  "CheckpointConversionError",
+  "DataError",
+]);
+
 /** How long a TrainStep that names published parameters waits for them to arrive on NATS. */
 const PUBLISHED_PARAMS_WAIT_MS = 250;
 
@@ -147,6 +159,10 @@ export class WorkerGrpcService {
         this.current = undefined;
         this.options.onReady?.(false);
       }
+      // Weights or data that do not fit the request (a model spec the checkpoint does not have, a dataset
+      // that is not there) refuse the handshake; they are not the worker failing.
+      if (err instanceof Error && SETUP_INPUT_ERRORS.has(err.name))
+        throw new WorkerRefusal("setup-refused", err.message);
       throw err;
     }
   }
