@@ -422,6 +422,14 @@ function statusOf(err: unknown): Partial<StatusObject> {
     metadata.set(REASON_KEY, /before setup/.test(err.message) ? "not-set-up" : "setup-refused");
     return { code: status.FAILED_PRECONDITION, details: err.message, metadata };
   }
+  // SampleIndexError (worker/data/open_dataset.ts), by name like WorkerSetupError: a shard's samples name
+  // images its split does not have.
+  if (err instanceof Error && err.name === "SampleIndexError")
+    return {
+      code: status.INVALID_ARGUMENT,
+      details: `invalid request: shards.samples: ${err.message}`,
+      metadata,
+    };
   if (err instanceof CallCancelled) return { code: status.CANCELLED, details: err.message, metadata };
   const message = err instanceof Error ? err.message : String(err);
   return { code: status.INTERNAL, details: `worker error: ${message}`, metadata };
