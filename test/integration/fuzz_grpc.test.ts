@@ -38,7 +38,7 @@ import { randomArray } from "../helpers/tiny_vit.js";
 import { healthCheck, TOKEN } from "./grpc_helpers.js";
 
 const SEED = 0x15f022;
-const BATCHES = Number(process.env.FUZZ_BATCHES ?? 8);
+const BATCHES = Number(process.env.FUZZ_BATCHES ?? 6);
 const CASES_PER_BATCH = 250;
 const PARALLEL = 6;
 /** A call that has not ended by then hangs. */
@@ -512,7 +512,7 @@ function frame(message: Buffer, flag = 0, declared = message.length): Buffer {
 }
 
 describe("hostile bytes at a real worker", () => {
-  it("survives a few thousand random and mutated requests at every RPC, each refused by name", async () => {
+  it("survives random and mutated requests at every RPC, each refused by name", async () => {
     const rng = new Rng(SEED);
     const tally: Tally = { cases: 0, maxMs: 0, byCode: new Map(), messages: new Set(), failures: [] };
     const started = performance.now();
