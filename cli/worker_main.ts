@@ -30,6 +30,7 @@ export interface WorkerCommandOptions {
   readonly tlsKey?: string;
   readonly tlsClientCa?: string;
   readonly dataThreads?: number;
+  readonly maxCalls?: number;
   readonly metricsPort?: number;
   /** After a SIGTERM/SIGINT shutdown, serve the final counters this long (ms). */
   readonly metricsLinger?: number;
@@ -71,6 +72,7 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
       name: o.name,
       tokenFile: o.tokenFile,
       dataThreads: o.dataThreads,
+      maxCallsInFlight: o.maxCalls,
       tls:
         o.tlsCert && o.tlsKey
           ? { certFile: o.tlsCert, keyFile: o.tlsKey, clientCaFile: o.tlsClientCa }

@@ -58,7 +58,7 @@ export function encodeTensor(data: TensorArray, shape: readonly number[], field 
   if (n !== data.length) {
     throw new TensorCodecError(
       field,
-      `shape [${shape.join(", ")}] holds ${n} elements, the array ${data.length}`,
+      `shape ${formatShape(shape)} holds ${n} elements, the array ${data.length}`,
     );
   }
   const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
@@ -67,6 +67,16 @@ export function encodeTensor(data: TensorArray, shape: readonly number[], field 
     shape: [...shape],
     data: LITTLE_ENDIAN ? bytes : swapBytes(bytes, data.BYTES_PER_ELEMENT),
   };
+}
+
+/**
+ * A shape for an error message: a hostile sender's shape may have millions of dimensions, and the message
+ * travels back in a gRPC trailer.
+ */
+export function formatShape(shape: readonly (number | string)[]): string {
+  const MAX_DIMS = 8;
+  if (shape.length <= MAX_DIMS) return `[${shape.join(", ")}]`;
+  return `[${shape.slice(0, MAX_DIMS).join(", ")}, … ${shape.length} dimensions]`;
 }
 
 /** Expected dimensions: a number must match, `undefined` accepts any size (a free dimension). */
@@ -99,19 +109,19 @@ export function checkTensor(t: Tensor | undefined, dtype: Dtype, spec: DecodeSpe
     n *= d;
   }
   if (!Number.isSafeInteger(n * info.bytes))
-    throw new TensorCodecError(field, `shape [${t.shape.join(", ")}] is too large`);
+    throw new TensorCodecError(field, `shape ${formatShape(t.shape)} is too large`);
   if (t.data.length !== n * info.bytes) {
     throw new TensorCodecError(
       field,
-      `${t.data.length} bytes, but shape [${t.shape.join(", ")}] of ${info.name} needs ${n * info.bytes}`,
+      `${t.data.length} bytes, but shape ${formatShape(t.shape)} of ${info.name} needs ${n * info.bytes}`,
     );
   }
   const want = spec.shape;
   if (want) {
     const ok = want.length === t.shape.length && want.every((d, i) => d === undefined || d === t.shape[i]);
     if (!ok) {
-      const wanted = want.map((d) => (d === undefined ? "*" : String(d))).join(", ");
-      throw new TensorCodecError(field, `shape [${t.shape.join(", ")}], expected [${wanted}]`);
+      const wanted = formatShape(want.map((d) => (d === undefined ? "*" : d)));
+      throw new TensorCodecError(field, `shape ${formatShape(t.shape)}, expected ${wanted}`);
     }
   }
   return t.shape;

@@ -71,11 +71,9 @@ export class WorkerEngine implements WorkerClient {
       );
     }
     const backend = await selectBackend(this.options.backend);
-    if (
-      this.setupReq &&
-      this.setupReq.runId === req.runId &&
-      this.setupReq.weightsFingerprint === req.weightsFingerprint
-    ) {
+    // Only the very same request keeps what is loaded: the same run and weights with other model or data
+    // options (a resumed run whose config changed) must not compute with the old ones.
+    if (this.setupReq && JSON.stringify(this.setupReq) === JSON.stringify(req)) {
       return this.reply(backend.name, backend.device);
     }
     this.dispose();
@@ -194,8 +192,9 @@ export class WorkerEngine implements WorkerClient {
   private activate(version: number): InfLoraVit {
     const model = this.model;
     if (!model) throw new WorkerSetupError("worker used before setup");
-    if (this.live?.state.version === version) return model;
     const state = this.states.get(version);
+    // The object, not only its number: a state sent again under the same version replaces the live one.
+    if (state && this.live?.state === state) return model;
     if (!state) throw new StaleVersionError("state", version);
     this.disposeLive();
     if (!this.foldedFrom || !sameAdapters(this.foldedFrom, state)) {

@@ -233,6 +233,13 @@ function checkRank(rank: number, field: string, D: number): number {
 }
 
 /**
+ * Most heads or finished tasks a task state may announce, far beyond any benchmark's tasks. The message-size
+ * limit bounds a stream's memory per message, not what a header announces: a million heads must not make us
+ * wait for them, and a 16 MiB header of 2.7 million finished tasks would take some 660 MiB of heap to track.
+ */
+const MAX_ANNOUNCED = 100_000;
+
+/**
  * Collects a SetTaskState stream: the header announces every part; each must then arrive exactly once. A
  * stream that ends early, repeats a part or sends one that was not announced is refused.
  */
@@ -255,6 +262,8 @@ export class TaskStateAssembler {
     private readonly dims: Dims,
   ) {
     this.version = version(header.version, "header.version");
+    if (header.finished.length > MAX_ANNOUNCED)
+      fail("header.finished", `${header.finished.length} finished tasks announced`);
     this.finished = header.finished.map((f, i) => ({
       task: f.task,
       rank: checkRank(f.rank, `header.finished[${i}].rank`, dims.D),
@@ -266,9 +275,7 @@ export class TaskStateAssembler {
     if (header.currentBRank !== undefined) {
       this.currentB = { rank: checkRank(header.currentBRank, "header.current_b_rank", dims.D), B: [] };
     }
-    // The message-size limit bounds a stream's memory per message, not the number of messages: a header
-    // announcing a million heads must not make us wait for them.
-    if (header.heads > 100_000) fail("header.heads", `${header.heads} heads announced`);
+    if (header.heads > MAX_ANNOUNCED) fail("header.heads", `${header.heads} heads announced`);
     this.heads = new Array(header.heads).fill(undefined);
   }
 

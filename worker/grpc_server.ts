@@ -27,7 +27,13 @@ import { log } from "../common/log.js";
 import { packageFile } from "../common/package_files.js";
 import type { WorkerClient } from "../common/protocol.js";
 import { WorkerService } from "../proto/gen/inflora/v1/worker.js";
-import { serializeTrainStepResponse, tolerantDefinition, WorkerGrpcService } from "./grpc_service.js";
+import { callLimitInterceptor, DEFAULT_MAX_CALLS_IN_FLIGHT, maxConcurrentStreams } from "./call_limit.js";
+import {
+  serializeTrainStepResponse,
+  tolerantDefinition,
+  tolerantRegistrar,
+  WorkerGrpcService,
+} from "./grpc_service.js";
 import type { ParamsFeed } from "./nats_params.js";
 
 export interface ServeWorkerOptions {
@@ -38,6 +44,8 @@ export interface ServeWorkerOptions {
   readonly security?: ServerSecurityOptions;
   /** Largest message either way (default MAX_MESSAGE_BYTES, 16 MiB). */
   readonly maxMessageBytes?: number;
+  /** Worker calls held at once; more are refused with RESOURCE_EXHAUSTED (default 8, worker/call_limit.ts). */
+  readonly maxCallsInFlight?: number;
   /** Target size of streamed reply slices (default CHUNK_BYTES, 1 MiB). */
   readonly chunkBytes?: number;
   /** How long close() lets in-flight calls finish before cancelling them (default 30 s). */
@@ -64,19 +72,25 @@ export async function serveWorker(options: ServeWorkerOptions): Promise<WorkerSe
   assertBindAllowed(options.listen, token !== undefined);
   const credentials = serverCredentials(security.tls);
   const maxBytes = options.maxMessageBytes ?? MAX_MESSAGE_BYTES;
+  const maxCalls = options.maxCallsInFlight ?? DEFAULT_MAX_CALLS_IN_FLIGHT;
+  const isHealth = (p: string) => p.startsWith(HEALTH_PREFIX);
 
   const server = new Server({
     ...messageLimits(maxBytes),
-    interceptors:
-      token === undefined
+    "grpc.max_concurrent_streams": maxConcurrentStreams(maxCalls),
+    // The token check comes first: a caller without it takes no place under the call limit.
+    interceptors: [
+      ...(token === undefined
         ? []
         : [
-            bearerTokenInterceptor(
-              token,
-              (p) => p.startsWith(HEALTH_PREFIX),
-              (refused) => log.warn(refused, "call refused: unauthenticated"),
+            bearerTokenInterceptor(token, isHealth, (refused) =>
+              log.warn(refused, "call refused: unauthenticated"),
             ),
-          ],
+          ]),
+      callLimitInterceptor(maxCalls, isHealth, (refused) =>
+        log.warn({ ...refused, limit: maxCalls }, "call refused: too many calls in flight"),
+      ),
+    ],
   });
   const health = new HealthImplementation({ "": "NOT_SERVING", [WORKER_SERVICE]: "NOT_SERVING" });
   const service = new WorkerGrpcService(options.worker, {
@@ -95,7 +109,7 @@ export async function serveWorker(options: ServeWorkerOptions): Promise<WorkerSe
     },
     service.handlers(),
   );
-  health.addToServer(server);
+  health.addToServer(tolerantRegistrar(server));
   new ReflectionService(reflectionPackage()).addToServer(server);
 
   const port = await bind(server, options.listen, credentials);

@@ -9,6 +9,7 @@ import {
   type handleUnaryCall,
   Metadata,
   type MethodDefinition,
+  type Server,
   type ServerDuplexStream,
   type ServerReadableStream,
   type ServerUnaryCall,
@@ -16,6 +17,8 @@ import {
   type ServiceDefinition,
   type StatusObject,
   status,
+  type UntypedHandleCall,
+  type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
 import { flatten } from "../common/flat_params.js";
 import { REASON_KEY, type RefusalReason, STALE_VERSION_KEY, STALE_WHAT_KEY } from "../common/grpc_wire.js";
@@ -77,6 +80,18 @@ export interface WorkerServiceOptions {
   /** Parameters the coordinator publishes on NATS (a worker started with --nats). */
   readonly paramsFeed?: ParamsFeed;
 }
+
+/** What the engine throws when the weights or data a Setup names cannot serve it (matched by name). */
+const SETUP_INPUT_ERRORS = new Set([
+  "WeightsError",
+  "SafetensorsError",
+  "NpyError",
+  "ZipError",
+  "PickleError",
+  "PthError",
+  "CheckpointConversionError",
+  "DataError",
+]);
 
 /** How long a TrainStep that names published parameters waits for them to arrive on NATS. */
 const PUBLISHED_PARAMS_WAIT_MS = 250;
@@ -145,6 +160,10 @@ export class WorkerGrpcService {
         this.current = undefined;
         this.options.onReady?.(false);
       }
+      // Weights or data that do not fit the request (a model spec the checkpoint does not have, a dataset
+      // that is not there) refuse the handshake; they are not the worker failing.
+      if (err instanceof Error && SETUP_INPUT_ERRORS.has(err.name))
+        throw new WorkerRefusal("setup-refused", err.message);
       throw err;
     }
   }
@@ -261,7 +280,7 @@ export class WorkerGrpcService {
     if (runId !== this.current.runId) {
       throw new WorkerRefusal(
         "wrong-run",
-        `request for run "${runId}", but this worker is set up for run "${this.current.runId}"`,
+        `request for run "${clip(runId, 80)}", but this worker is set up for run "${this.current.runId}"`,
       );
     }
     return this.current.dims;
@@ -341,8 +360,55 @@ export function tolerantDefinition(definition: ServiceDefinition): ServiceDefini
   return out;
 }
 
+/**
+ * Longest status message sent. It travels in an HTTP/2 trailer, and a request can make it long (a run id or
+ * a shape of megabytes): a client refuses headers beyond its limit (Node's default: 64 KiB) and the call
+ * then never ends on its side.
+ */
+const MAX_DETAILS = 1024;
+
+/** At most `max` characters of `s`, and never half a surrogate pair (grpc-js's encodeURI throws on one). */
+function clip(s: string, max: number): string {
+  const cut = s.length <= max ? s : `${s.slice(0, max)}… (${s.length - max} more characters)`;
+  return cut.replace(/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g, "\ufffd");
+}
+
+/**
+ * What a library's `addToServer(server)` (the health service's) is given instead of the server: its
+ * service is registered with tolerantDefinition, and requests that cannot be decoded are refused with
+ * INVALID_ARGUMENT before its handlers see them, as ours are. Health needs no token: anyone can send it bytes.
+ */
+export function tolerantRegistrar(server: Server): Server {
+  const registrar: Pick<Server, "addService"> = {
+    addService: (definition, implementation) => {
+      const guarded: UntypedServiceImplementation = {};
+      for (const [name, handler] of Object.entries(implementation)) {
+        guarded[name] = ((
+          call: { request?: unknown; emit(e: string, s: unknown): void },
+          callback?: (s: unknown) => void,
+        ) => {
+          if (!(call.request instanceof UndecodableMessage))
+            return (handler as (...a: unknown[]) => void)(call, callback);
+          const refusal = toStatus(
+            new InvalidRequestError("request", `cannot be decoded: ${call.request.reason}`),
+          );
+          if (callback) callback(refusal);
+          else call.emit("error", refusal);
+        }) as UntypedHandleCall;
+      }
+      server.addService(tolerantDefinition(definition), guarded);
+    },
+  };
+  return registrar as Server;
+}
+
 /** The status a failure becomes; exported for tests. */
 export function toStatus(err: unknown): Partial<StatusObject> {
+  const s = statusOf(err);
+  return { ...s, details: clip(s.details ?? "", MAX_DETAILS) };
+}
+
+function statusOf(err: unknown): Partial<StatusObject> {
   const metadata = new Metadata();
   if (err instanceof InvalidRequestError || err instanceof TensorCodecError) {
     return { code: status.INVALID_ARGUMENT, details: `invalid request: ${err.message}`, metadata };
@@ -361,6 +427,14 @@ export function toStatus(err: unknown): Partial<StatusObject> {
     metadata.set(REASON_KEY, /before setup/.test(err.message) ? "not-set-up" : "setup-refused");
     return { code: status.FAILED_PRECONDITION, details: err.message, metadata };
   }
+  // SampleIndexError (worker/data/open_dataset.ts), by name like WorkerSetupError: a shard's samples name
+  // images its split does not have.
+  if (err instanceof Error && err.name === "SampleIndexError")
+    return {
+      code: status.INVALID_ARGUMENT,
+      details: `invalid request: shards.samples: ${err.message}`,
+      metadata,
+    };
   if (err instanceof CallCancelled) return { code: status.CANCELLED, details: err.message, metadata };
   const message = err instanceof Error ? err.message : String(err);
   return { code: status.INTERNAL, details: `worker error: ${message}`, metadata };

@@ -27,6 +27,8 @@ export interface RunWorkerServerOptions {
   readonly tls?: ServerTlsOptions;
   /** How long shutdown lets in-flight calls finish (default 30 s). */
   readonly shutdownGraceMs?: number;
+  /** Worker calls held at once; more are refused with RESOURCE_EXHAUSTED (default 8). */
+  readonly maxCallsInFlight?: number;
   /** Stops the server like SIGTERM does (tests, embedding). */
   readonly signal?: AbortSignal;
   /** Called once listening: how a parent that asked for port 0 learns the port. */
@@ -50,6 +52,7 @@ export async function runWorkerServer(opts: RunWorkerServerOptions): Promise<voi
       listen: opts.listen,
       security: { token: opts.token, tokenFile: opts.tokenFile, tls: opts.tls },
       shutdownGraceMs: opts.shutdownGraceMs,
+      maxCallsInFlight: opts.maxCallsInFlight,
       paramsFeed: opts.paramsFeed,
     });
   } catch (err) {

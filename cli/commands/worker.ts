@@ -21,6 +21,11 @@ export function registerWorker(program: Command): void {
     .option("--tls-cert <file>", "PEM server certificate (with --tls-key)")
     .option("--tls-key <file>", "PEM server private key")
     .option("--tls-client-ca <file>", "PEM CA bundle: require client certificates (mutual TLS)")
+    .option(
+      "--max-calls <n>",
+      "worker calls held at once; more are refused with RESOURCE_EXHAUSTED (default 8)",
+      positiveInt,
+    )
     .option("--data-threads <n>", "image decoding threads (default: all cores)", (v) => Number(v))
     .option("--metrics-port <port>", "serve Prometheus metrics on this port", positiveInt)
     .option(

@@ -67,6 +67,8 @@ import {
   MalformedReplyError,
   type ReplyContext,
   TrainReplies,
+  tolerantReplies,
+  UndecodableReply,
 } from "./grpc_replies.js";
 import type { PublishedParams } from "./params_broadcast.js";
 
@@ -74,12 +76,15 @@ export { MalformedReplyError };
 
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
 
-/** The generated client, with TrainStep's serializer reusing the bytes of parameter messages. */
+/**
+ * The generated client, with TrainStep's serializer reusing the bytes of parameter messages, and replies
+ * that are not protobuf handed on as UndecodableReply (the reply check refuses them by name).
+ */
 const WorkerGrpcClient = makeGenericClientConstructor(
-  {
+  tolerantReplies({
     ...WorkerService,
     trainStep: { ...WorkerService.trainStep, requestSerialize: serializeTrainStepRequest },
-  },
+  }),
   "inflora.v1.Worker",
 ) as unknown as typeof PbWorkerClient;
 
@@ -185,6 +190,8 @@ export class GrpcWorkerClient implements WorkerClient {
     const fail = (field: string, detail: string) => {
       throw new MalformedReplyError(this.name, "setup", field, detail);
     };
+    if ((reply as unknown) instanceof UndecodableReply)
+      fail("reply", `cannot be decoded: ${(reply as unknown as UndecodableReply).reason}`);
     if (!reply.workerId) fail("worker_id", "empty");
     if (reply.protocolVersion !== PROTOCOL_VERSION)
       fail("protocol_version", `${reply.protocolVersion}, expected ${PROTOCOL_VERSION}`);
@@ -327,7 +334,13 @@ export class GrpcWorkerClient implements WorkerClient {
   }
 
   private replyContext(method: WorkerMethod, run: RunInfo): ReplyContext {
-    return { worker: this.name, method, D: run.D, depth: run.depth };
+    return {
+      worker: this.name,
+      method,
+      D: run.D,
+      depth: run.depth,
+      maxMessageBytes: this.options.maxMessageBytes ?? MAX_MESSAGE_BYTES,
+    };
   }
 
   private deadline(method: WorkerMethod): number {

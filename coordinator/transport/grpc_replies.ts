@@ -5,7 +5,9 @@
  * finite. Anything else is a MalformedReplyError naming the worker and the field, so the coordinator can
  * quarantine the sender and redo its shards elsewhere.
  */
+import type { MethodDefinition, ServiceDefinition } from "@grpc/grpc-js";
 import { flatElement, flatLength, unflatten } from "../../common/flat_params.js";
+import { MAX_MESSAGE_BYTES } from "../../common/grpc_wire.js";
 import {
   type CovarianceResult,
   type EvalResult,
@@ -38,11 +40,40 @@ export class MalformedReplyError extends Error {
   }
 }
 
+/**
+ * What a reply's bytes become when they are not protobuf for their type: the client's deserializers return
+ * this instead of throwing (grpc-js would end the call with INTERNAL, hiding that the worker sent garbage),
+ * and the reply check refuses it as a MalformedReplyError, which quarantines the sender.
+ */
+export class UndecodableReply {
+  constructor(readonly reason: string) {}
+}
+
+/** The service definition with response deserializers that return UndecodableReply instead of throwing. */
+export function tolerantReplies<D extends ServiceDefinition>(definition: D): D {
+  const out: Record<string, MethodDefinition<unknown, unknown>> = {};
+  for (const [name, method] of Object.entries(definition)) {
+    out[name] = {
+      ...method,
+      responseDeserialize: (bytes: Buffer) => {
+        try {
+          return method.responseDeserialize(bytes);
+        } catch (err) {
+          return new UndecodableReply(err instanceof Error ? err.message : String(err));
+        }
+      },
+    };
+  }
+  return out as D;
+}
+
 export interface ReplyContext {
   readonly worker: string;
   readonly method: string;
   readonly D: number;
   readonly depth: number;
+  /** The channel's message-size limit (default MAX_MESSAGE_BYTES): bounds what a reply may announce. */
+  readonly maxMessageBytes?: number;
 }
 
 /** Base: maps shard indices to what was sent, and turns codec errors into MalformedReplyError. */
@@ -58,6 +89,12 @@ abstract class ShardReplies {
 
   protected fail(field: string, detail: string): never {
     throw new MalformedReplyError(this.ctx.worker, this.ctx.method, field, detail);
+  }
+
+  /** The message, unless its bytes could not be decoded. */
+  protected decoded<T>(msg: T | UndecodableReply): T {
+    if (msg instanceof UndecodableReply) this.fail("reply", `cannot be decoded: ${msg.reason}`);
+    return msg;
   }
 
   protected shard(index: number): MicroShard {
@@ -107,7 +144,8 @@ class RowCoverage {
 export class CovarianceReplies extends ShardReplies {
   private readonly parts = new Map<number, { tokens: number; sums: Float32Array[]; rows: RowCoverage[] }>();
 
-  add(msg: pb.CovarianceResponse): void {
+  add(reply: pb.CovarianceResponse | UndecodableReply): void {
+    const msg = this.decoded(reply);
     const { D, depth } = this.ctx;
     const shard = this.shard(msg.shardIndex);
     const at = `shard ${msg.shardIndex}`;
@@ -167,7 +205,8 @@ export class TrainReplies extends ShardReplies {
     super(ctx, shards);
   }
 
-  add(msg: pb.TrainStepResponse): void {
+  add(reply: pb.TrainStepResponse | UndecodableReply): void {
+    const msg = this.decoded(reply);
     const shard = this.shard(msg.shardIndex);
     const at = `shard ${msg.shardIndex}`;
     let p = this.parts.get(msg.shardIndex);
@@ -212,10 +251,16 @@ export class TrainReplies extends ShardReplies {
       this.fail(`${at}.count`, `${s.count} for ${shard.samples.length} samples`);
     if (!Number.isFinite(s.lossSum)) this.fail(`${at}.loss_sum`, `is ${s.lossSum}`);
     if (s.correct > s.count) this.fail(`${at}.correct`, `${s.correct} of ${s.count} samples`);
-    if (s.rank < 1 || (this.rank !== undefined && s.rank !== this.rank))
-      this.fail(`${at}.rank`, `${s.rank}, expected ${this.rank ?? "≥ 1"} (the parameters')`);
-    if (s.classes < 1 || (this.classes !== undefined && s.classes !== this.classes))
-      this.fail(`${at}.classes`, `${s.classes}, expected ${this.classes ?? "≥ 1"} (the head's)`);
+    // Unknown parameters (a step by version only) still bound what the summary may announce before the
+    // vector is allocated: a rank within the width, and a head that one message could have carried.
+    const maxClasses = Math.floor((this.ctx.maxMessageBytes ?? MAX_MESSAGE_BYTES) / (4 * (D + 1)));
+    if (s.rank < 1 || s.rank > D || (this.rank !== undefined && s.rank !== this.rank))
+      this.fail(`${at}.rank`, `${s.rank}, expected ${this.rank ?? `1 … ${D}`} (the parameters')`);
+    if (s.classes < 1 || s.classes > maxClasses || (this.classes !== undefined && s.classes !== this.classes))
+      this.fail(
+        `${at}.classes`,
+        `${s.classes}, expected ${this.classes ?? `1 … ${maxClasses}`} (the head's)`,
+      );
     this.rank = s.rank;
     this.classes = s.classes;
     return { summary: s, total: flatLength({ D, depth, rank: s.rank, classes: s.classes }), received: 0 };
@@ -269,13 +314,18 @@ export class EvalReplies extends ShardReplies {
     super(ctx, shards);
   }
 
-  add(msg: pb.EvaluateResponse): void {
+  add(reply: pb.EvaluateResponse | UndecodableReply): void {
+    const msg = this.decoded(reply);
     const shard = this.shard(msg.shardIndex);
     const field = `shard ${msg.shardIndex}.logits`;
     const spec = (): DecodeSpec => ({ field, shape: [undefined, this.classes], finite: true });
     const [rows, cols] = this.guard(() => checkTensor(msg.logits, Dtype.DTYPE_F32, spec()));
     if (cols === 0) this.fail(field, "no classes");
-    this.classes ??= cols;
+    if (this.classes === undefined) {
+      // The width is taken from the reply only when real values back it: an empty slice can claim any.
+      if (rows === 0) this.fail(field, `${cols} classes announced by a slice of no rows`);
+      this.classes = cols;
+    }
     let p = this.parts.get(msg.shardIndex);
     if (!p) {
       const n = shard.samples.length;

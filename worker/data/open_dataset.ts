@@ -14,6 +14,11 @@ const INLINE_PIXELS = 1 << 18;
 /** Loads started by `prefetch` and not yet taken by `load`. */
 const MAX_PREFETCHED = 8;
 
+/** A request named a sample its split does not have: the request is at fault, not the data. */
+export class SampleIndexError extends RangeError {
+  override readonly name = "SampleIndexError";
+}
+
 /** An ImageDataset with a prefetch hint and the count of skipped images. */
 export interface LoaderDataset extends ImageDataset {
   /** Images that could not be read and were replaced by zeros (`onBadImage: "skip"`). */
@@ -124,7 +129,7 @@ class Dataset implements LoaderDataset {
     const n = this.catalog.labels[split].length;
     for (const i of indices) {
       if (!Number.isInteger(i) || i < 0 || i >= n) {
-        throw new RangeError(`sample index ${i} out of range for the ${split} split (${n} samples)`);
+        throw new SampleIndexError(`sample index ${i} out of range for the ${split} split (${n} samples)`);
       }
     }
     const augment = options.augment ? options.key : undefined;

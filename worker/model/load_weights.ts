@@ -62,6 +62,11 @@ async function readAsFloat32(
   }
   try {
     await fh.read(head, 0, 4, 0);
+  } catch (err) {
+    // A directory opens but does not read (EISDIR).
+    throw new WeightsError(
+      `${file}: cannot read the weights (${(err as NodeJS.ErrnoException).code ?? err})`,
+    );
   } finally {
     await fh.close();
   }
