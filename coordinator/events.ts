@@ -19,7 +19,9 @@ export type EventName =
   | "checkpoint_damaged"
   | "worker_joined"
   | "worker_left"
-  | "worker_failed";
+  | "worker_failed"
+  | "shards_reissued"
+  | "reissue_settled";
 
 export interface RunEvent {
   readonly time: string;
