@@ -37,6 +37,11 @@ export interface PoolMember {
    * re-issued block whose transport cannot cancel): the worker gets no other call until it ends.
    */
   busy: boolean;
+  /**
+   * How many times the median time per shard of its peers this worker takes, smoothed over the maps that
+   * timed it beside others; undefined until then. Idle workers are given blocks fastest first.
+   */
+  pace?: number;
 }
 
 /** Which copy of a re-issued block answered first. */
@@ -62,6 +67,9 @@ export interface SpeculationOptions {
 
 /** Spark's speculation multiplier: a block half again slower than its peers' median is late. */
 export const DEFAULT_LATE_FACTOR = 1.5;
+
+/** Weight of the newest map in a worker's pace: a worker that speeds up again is trusted within a few. */
+const PACE_SMOOTHING = 0.5;
 
 export interface PoolOptions {
   /** Opens a client for a worker that joined through membership. */
@@ -324,7 +332,11 @@ export class WorkerPool {
     while (!run.done) {
       for (const settled of run.inbox.splice(0)) this.settle(run, settled);
       if (run.done) break;
-      const idle = this.ready().filter((m) => !m.busy);
+      // Fastest first: the first blocks are the larger ones, and a round with fewer shards than workers
+      // (a covariance round of one shard) leaves out the slowest.
+      const idle = this.ready()
+        .filter((m) => !m.busy)
+        .sort((a, b) => (a.pace ?? 1) - (b.pace ?? 1));
       let wakeAt: number | undefined;
       if (run.unassigned.length && idle.length) {
         const blocks = splitBlocks(run.unassigned, idle.length);
@@ -356,6 +368,7 @@ export class WorkerPool {
       }
       await this.nextEnd(wakeAt);
     }
+    learnPaces(run.timings, run.msPerShard);
     return shards.map((s) => run.results.get(s.index)!);
   }
 
@@ -384,13 +397,17 @@ export class WorkerPool {
       return;
     }
     a.member.failures = 0;
-    run.msPerShard.push((performance.now() - a.started) / a.shards.length);
+    const ms = (performance.now() - a.started) / a.shards.length;
+    run.msPerShard.push(ms);
+    run.timings.push({ member: a.member, msPerShard: ms });
     for (const r of out) if (!run.results.has(r.index)) run.results.set(r.index, r);
     if (a.copyOf) this.events.reissueSettled?.(a.member, a.copyOf.member, "copy");
     for (const b of run.running) {
       if (!b.shards.every((s) => run.results.has(s.index))) continue;
       b.over = true;
       b.abort.abort();
+      // At least this slow: its time so far is a lower bound of its pace.
+      run.timings.push({ member: b.member, msPerShard: (performance.now() - b.started) / b.shards.length });
       run.running.delete(b);
       if (b.copyOf === a) this.events.reissueSettled?.(b.member, a.member, "original");
     }
@@ -460,6 +477,8 @@ class MapRun<R extends { index: number }> {
   readonly inbox: Settled<R>[] = [];
   /** Milliseconds per shard of the calls answered so far: the yardstick of lateness. */
   readonly msPerShard: number[] = [];
+  /** Per worker timed: ms per shard of its answer, or of its cancelled call until cancelled. */
+  readonly timings: Array<{ member: PoolMember; msPerShard: number }> = [];
 
   constructor(private readonly shards: readonly MicroShard[]) {
     this.unassigned = [...shards];
@@ -501,9 +520,7 @@ class MapRun<R extends { index: number }> {
    */
   late(lateFactor: number, now: number): { attempt?: Attempt; shards: MicroShard[]; at?: number } {
     if (this.msPerShard.length === 0) return { shards: [] };
-    const sorted = [...this.msPerShard].sort((a, b) => a - b);
-    const mid = sorted.length >> 1;
-    const median = sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+    const yardstick = median(this.msPerShard);
     const byAge = [...this.running].sort((a, b) => a.started - b.started);
     let next: number | undefined;
     for (const a of byAge) {
@@ -511,11 +528,35 @@ class MapRun<R extends { index: number }> {
         (s) => !this.results.has(s.index) && byAge.every((b) => b === a || !b.shards.includes(s)),
       );
       if (!alone.length) continue;
-      const at = a.started + lateFactor * median * a.shards.length;
+      const at = a.started + lateFactor * yardstick * a.shards.length;
       if (at <= now) return { attempt: a, shards: alone };
       next = next === undefined ? at : Math.min(next, at);
     }
     return { shards: [], at: next };
+  }
+}
+
+function median(xs: readonly number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * Folds one map's timings into its workers' paces (time per shard over the map's median). A map that
+ * timed a single worker has nothing to compare it with and changes nothing.
+ */
+function learnPaces(
+  timings: readonly { member: PoolMember; msPerShard: number }[],
+  answered: number[],
+): void {
+  if (new Set(timings.map((t) => t.member)).size < 2) return;
+  const yardstick = median(answered);
+  if (!(yardstick > 0)) return;
+  for (const { member, msPerShard } of timings) {
+    const ratio = msPerShard / yardstick;
+    member.pace =
+      member.pace === undefined ? ratio : PACE_SMOOTHING * ratio + (1 - PACE_SMOOTHING) * member.pace;
   }
 }
 

@@ -14,7 +14,12 @@ import {
   type TrainStepResult,
   type WorkerClient,
 } from "../../common/protocol.js";
-import { NoWorkersError, type PoolEvents, WorkerPool } from "../../coordinator/worker_pool.js";
+import {
+  DEFAULT_LATE_FACTOR,
+  NoWorkersError,
+  type PoolEvents,
+  WorkerPool,
+} from "../../coordinator/worker_pool.js";
 
 class Scripted implements WorkerClient {
   calls = 0;
@@ -261,19 +266,20 @@ describe("worker pool: stragglers", () => {
     expect(slow.aborted).toBe(1);
     expect(slow.answered).toBe(0);
     // Slow is not failed: the straggler stays in the pool and, once its cancelled call has ended (a tick
-    // later), gets its block at the next step.
+    // later), gets a block at the next step: the last and smallest, as its pace is the slowest.
     expect(pool.list().map((m) => m.status)).toEqual(["ready", "ready", "ready"]);
+    expect(pool.list()[0].pace).toBeGreaterThan(DEFAULT_LATE_FACTOR);
     await new Promise((r) => setTimeout(r, 0));
     slow.msPerShard = 5;
     const again = await step(pool);
-    expect(computedBy(again)).toEqual(["s", "s", "f", "f", "g"]);
+    expect(computedBy(again).map((w) => w === "s")).toEqual([false, false, false, false, true]);
   });
 
   it("keeps the original's answer when it comes first, cancels the copy, and counts every shard once", async () => {
-    // l holds [0, 1, 2] for 90 ms; z answers [3, 4] in 2 ms, so l is late at 1.5 × 1 × 3 ms and its block
+    // l holds [0, 1, 2] for 900 ms; z answers [3, 4] in 2 ms, so l is late at 1.5 × 1 × 3 ms and its block
     // goes to z, whose second call is slower still: the original wins the race.
-    const late = new Timed("l", 30);
-    const z = new Timed("z", (call) => (call === 1 ? 1 : 1_000));
+    const late = new Timed("l", 300);
+    const z = new Timed("z", (call) => (call === 1 ? 1 : 3_000));
     const { seen, events } = recorder();
     const pool = new WorkerPool([late, z], { events });
     await pool.start(setup);
@@ -309,6 +315,26 @@ describe("worker pool: stragglers", () => {
     expect(slow.answered).toBe(1);
     slow.msPerShard = 5;
     expect(computedBy(await step(pool))).toContain("s");
+  });
+
+  it("gives blocks fastest first: a one-shard round skips a known straggler, who is trusted again once fast", async () => {
+    const slow = new Timed("s", 1_000);
+    const f = new Timed("f", 20);
+    const g = new Timed("g", 20);
+    const pool = new WorkerPool([slow, f, g]);
+    await pool.start(setup);
+    await pool.publishState(state);
+    await step(pool);
+    await new Promise((r) => setTimeout(r, 0));
+    const paceWhenSlow = pool.list()[0].pace!;
+    expect(paceWhenSlow).toBeGreaterThan(DEFAULT_LATE_FACTOR);
+    const one = (p: WorkerPool) =>
+      p.map([shards[0]], (w, s, c) => w.trainStep({ stateVersion: 7, params: { version: 1 }, shards: s }, c));
+    expect(computedBy(await one(pool))).not.toEqual(["s"]);
+    // Fast again: a few steps beside the others bring its pace back to theirs.
+    slow.msPerShard = 20;
+    for (let k = 0; k < 6; k++) await step(pool);
+    expect(pool.list()[0].pace).toBeLessThan(Math.min(paceWhenSlow, DEFAULT_LATE_FACTOR));
   });
 
   it("with speculation off, every block waits for its own worker", async () => {
