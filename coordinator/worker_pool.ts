@@ -332,14 +332,10 @@ export class WorkerPool {
     while (!run.done) {
       for (const settled of run.inbox.splice(0)) this.settle(run, settled);
       if (run.done) break;
-      // Fastest first: the first blocks are the larger ones, and a round with fewer shards than workers
-      // (a covariance round of one shard) leaves out the slowest.
-      const idle = this.ready()
-        .filter((m) => !m.busy)
-        .sort((a, b) => (a.pace ?? 1) - (b.pace ?? 1));
+      const idle = this.idleFastestFirst();
       let wakeAt: number | undefined;
       if (run.unassigned.length && idle.length) {
-        const blocks = splitBlocks(run.unassigned, idle.length);
+        const blocks = this.blocksFor(run.unassigned, idle);
         run.unassigned = [];
         for (const [k, block] of blocks.entries()) launch(idle[k], block);
         continue;
@@ -353,7 +349,7 @@ export class WorkerPool {
         if (late.attempt) {
           const original = late.attempt;
           const lateMs = performance.now() - original.started;
-          for (const [k, block] of splitBlocks(late.shards, idle.length).entries()) {
+          for (const [k, block] of this.blocksFor(late.shards, idle).entries()) {
             const indices = block.map((s) => s.index);
             this.events.reissued?.(idle[k], original.member, indices, lateMs);
             log.info(
@@ -411,6 +407,25 @@ export class WorkerPool {
       run.running.delete(b);
       if (b.copyOf === a) this.events.reissueSettled?.(b.member, a.member, "original");
     }
+  }
+
+  /**
+   * Ready workers without a call in flight. With the straggler policy on, fastest first by pace, so a round
+   * with fewer shards than workers (a covariance round of one shard) leaves out the slowest.
+   */
+  private idleFastestFirst(): PoolMember[] {
+    const idle = this.ready().filter((m) => !m.busy);
+    if (!this.speculation) return idle;
+    return idle.sort((a, b) => (a.pace ?? 1) - (b.pace ?? 1));
+  }
+
+  /** One block per worker: in proportion to each one's speed (1 / pace) with the policy on, else even. */
+  private blocksFor(shards: MicroShard[], workers: readonly PoolMember[]): MicroShard[][] {
+    if (!this.speculation) return splitBlocks(shards, workers.length);
+    return splitByWeight(
+      shards,
+      workers.map((m) => 1 / (m.pace ?? 1)),
+    );
   }
 
   /** A compute call ended: its worker is free; `record` hands the outcome to its map. */
@@ -558,6 +573,27 @@ function learnPaces(
     member.pace =
       member.pace === undefined ? ratio : PACE_SMOOTHING * ratio + (1 - PACE_SMOOTHING) * member.pace;
   }
+}
+
+/**
+ * Contiguous blocks in proportion to `weights` (by largest remainders, ties to the first), each at least
+ * one item: every worker given a block keeps being timed. Equal weights give splitBlocks' cut.
+ */
+export function splitByWeight<T>(items: T[], weights: readonly number[]): T[][] {
+  const k = Math.min(weights.length, items.length);
+  const w = weights.slice(0, k).map((x) => (Number.isFinite(x) && x > 0 ? x : 1));
+  const total = w.reduce((a, b) => a + b, 0);
+  const rest = items.length - k;
+  const exact = w.map((x) => (rest * x) / total);
+  const sizes = exact.map((x) => 1 + Math.floor(x));
+  const byRemainder = exact
+    .map((x, i) => ({ i, r: x - Math.floor(x) }))
+    .sort((a, b) => b.r - a.r || a.i - b.i);
+  for (let left = items.length - sizes.reduce((a, b) => a + b, 0), j = 0; left > 0; left--, j++)
+    sizes[byRemainder[j].i]++;
+  const out: T[][] = [];
+  for (let i = 0, s = 0; i < k; s += sizes[i], i++) out.push(items.slice(s, s + sizes[i]));
+  return out;
 }
 
 /** Contiguous blocks as even as possible, the first ones one larger. */

@@ -18,6 +18,8 @@ import {
   DEFAULT_LATE_FACTOR,
   NoWorkersError,
   type PoolEvents,
+  splitBlocks,
+  splitByWeight,
   WorkerPool,
 } from "../../coordinator/worker_pool.js";
 
@@ -242,10 +244,10 @@ const computedBy = (out: TrainStepResult[]) => out.map((r) => String.fromCharCod
 
 describe("worker pool: stragglers", () => {
   it("re-issues a late block to the idle workers; the first answer wins and the late call is cancelled", async () => {
-    // s(low) gets [0, 1], f [2, 3], g [4]; at 1.5 × 5 ms × 2 the slow block is late and split over f and g.
+    // s(low) gets [0, 1], f [2, 3], g [4]; at 1.5 × 20 ms × 2 the slow block is late and split over f and g.
     const slow = new Timed("s", 1_000);
-    const f = new Timed("f", 5);
-    const g = new Timed("g", 5);
+    const f = new Timed("f", 20);
+    const g = new Timed("g", 20);
     const { seen, events } = recorder();
     const pool = new WorkerPool([slow, f, g], { events });
     await pool.start(setup);
@@ -270,7 +272,7 @@ describe("worker pool: stragglers", () => {
     expect(pool.list().map((m) => m.status)).toEqual(["ready", "ready", "ready"]);
     expect(pool.list()[0].pace).toBeGreaterThan(DEFAULT_LATE_FACTOR);
     await new Promise((r) => setTimeout(r, 0));
-    slow.msPerShard = 5;
+    slow.msPerShard = 20;
     const again = await step(pool);
     expect(computedBy(again).map((w) => w === "s")).toEqual([false, false, false, false, true]);
   });
@@ -319,8 +321,8 @@ describe("worker pool: stragglers", () => {
 
   it("gives blocks fastest first: a one-shard round skips a known straggler, who is trusted again once fast", async () => {
     const slow = new Timed("s", 1_000);
-    const f = new Timed("f", 20);
-    const g = new Timed("g", 20);
+    const f = new Timed("f", 40);
+    const g = new Timed("g", 40);
     const pool = new WorkerPool([slow, f, g]);
     await pool.start(setup);
     await pool.publishState(state);
@@ -332,7 +334,7 @@ describe("worker pool: stragglers", () => {
       p.map([shards[0]], (w, s, c) => w.trainStep({ stateVersion: 7, params: { version: 1 }, shards: s }, c));
     expect(computedBy(await one(pool))).not.toEqual(["s"]);
     // Fast again: a few steps beside the others bring its pace back to theirs.
-    slow.msPerShard = 20;
+    slow.msPerShard = 40;
     for (let k = 0; k < 6; k++) await step(pool);
     expect(pool.list()[0].pace).toBeLessThan(Math.min(paceWhenSlow, DEFAULT_LATE_FACTOR));
   });
@@ -354,12 +356,12 @@ describe("worker pool: stragglers", () => {
   it("a failed copy is re-issued again while the original runs; a straggler's deadline still applies", async () => {
     // x answers its own block, then fails the copy of [1] it is given: s still covers [1], which is
     // re-issued to f; s is cancelled, not failed.
-    const x = new Timed("x", 5);
+    const x = new Timed("x", 20);
     const own = x.trainStep.bind(x);
     x.trainStep = (req, control) =>
       x.calls.length === 0 ? own(req, control) : Promise.reject(new Error("x broke"));
     const { seen, events } = recorder();
-    const pool = new WorkerPool([new Timed("s", 10_000), new Timed("f", 5), x], {
+    const pool = new WorkerPool([new Timed("s", 10_000), new Timed("f", 20), x], {
       events,
       retryBaseMs: 60_000,
     });
@@ -392,5 +394,28 @@ describe("worker pool: stragglers", () => {
       "failed s: call to s exceeded its 300 ms deadline",
       "failed f: call to f exceeded its 300 ms deadline",
     ]);
+  });
+});
+
+describe("splitByWeight", () => {
+  const items = (n: number) => Array.from({ length: n }, (_, i) => i);
+  const sizes = (blocks: number[][]) => blocks.map((b) => b.length);
+
+  it("cuts as splitBlocks does for equal weights", () => {
+    for (const n of [1, 2, 4, 5, 12, 17])
+      for (const k of [1, 2, 3, 4, 8]) {
+        expect(splitByWeight(items(n), Array(k).fill(1))).toEqual(splitBlocks(items(n), k));
+      }
+  });
+
+  it("sizes blocks by weight, contiguous, each at least one item, none lost", () => {
+    // A worker 5× slower (weight 0.2) beside two: 12 shards → 9 shared out after one each: 4.09, 4.09, 0.82.
+    expect(sizes(splitByWeight(items(12), [1, 1, 0.2]))).toEqual([5, 5, 2]);
+    expect(sizes(splitByWeight(items(4), [1, 1, 0.2]))).toEqual([2, 1, 1]);
+    expect(sizes(splitByWeight(items(16), [3, 1]))).toEqual([12, 4]);
+    const blocks = splitByWeight(items(10), [0.1, 5, 2, Number.NaN]);
+    expect(blocks.flat()).toEqual(items(10));
+    expect(sizes(blocks).every((n) => n >= 1)).toBe(true);
+    expect(sizes(splitByWeight(items(2), [1, 1, 1]))).toEqual([1, 1]);
   });
 });
