@@ -419,12 +419,18 @@ export class WorkerPool {
     return idle.sort((a, b) => (a.pace ?? 1) - (b.pace ?? 1));
   }
 
-  /** One block per worker: in proportion to each one's speed (1 / pace) with the policy on, else even. */
+  /**
+   * One block per worker: with the policy on, a worker whose pace is past the late factor gets a block in
+   * proportion to its speed (1 / pace) and the others even ones (their paces differ by noise only); else
+   * even blocks.
+   */
   private blocksFor(shards: MicroShard[], workers: readonly PoolMember[]): MicroShard[][] {
-    if (!this.speculation) return splitBlocks(shards, workers.length);
+    const policy = this.speculation;
+    if (!policy) return splitBlocks(shards, workers.length);
+    const pace = (m: PoolMember) => (m.pace !== undefined && m.pace > policy.lateFactor ? m.pace : 1);
     return splitByWeight(
       shards,
-      workers.map((m) => 1 / (m.pace ?? 1)),
+      workers.map((m) => 1 / pace(m)),
     );
   }
 
