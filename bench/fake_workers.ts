@@ -4,7 +4,10 @@
  * gRPC with the worker's service definition and message layout (worker/grpc_service.ts builds the
  * replies), but every reply is encoded once at start-up and each call only writes the bytes: this
  * process shares the machine with the coordinator being measured, so it should cost as little as it can.
- * Reports the addresses over IPC.
+ * With FAKE_MS_PER_SHARD (a comma list, one entry per worker, e.g. "50,50,250"), each worker also takes
+ * that long per shard of a training step before answering, one call at a time like a real worker
+ * (worker/grpc_service.ts): a call cancelled while it waits is skipped, one already computing finishes
+ * (bench/stragglers.ts). Reports the addresses over IPC.
  */
 import { Server, ServerCredentials, type ServerDuplexStream, type ServerWritableStream } from "@grpc/grpc-js";
 import { CHUNK_BYTES, messageLimits } from "../common/grpc_wire.js";
@@ -21,6 +24,7 @@ const D = Number(process.env.FAKE_D ?? "768");
 const depth = Number(process.env.FAKE_DEPTH ?? "12");
 const rank = Number(process.env.FAKE_RANK ?? "10");
 const classes = Number(process.env.FAKE_CLASSES ?? "10");
+const msPerShard = (process.env.FAKE_MS_PER_SHARD ?? "").split(",").filter(Boolean).map(Number);
 
 function filled(n: number, seed: number): Float32Array {
   const a = new Float32Array(n);
@@ -100,6 +104,9 @@ async function writeAll(
 
 function serve(k: number): Promise<string> {
   const server = new Server(messageLimits(16 * 1024 * 1024));
+  const computeMs = msPerShard[k] ?? 0;
+  /** The simulated compute, one call at a time. */
+  let tail = Promise.resolve();
   server.addService(service, {
     setup: (call: { request: SetupRequest }, cb: (e: null, r: SetupResponse) => void) =>
       cb(null, {
@@ -119,9 +126,20 @@ function serve(k: number): Promise<string> {
       call.on("data", (m: pb.TrainStepRequest) => {
         if (m.part?.$case === "header") shards = m.part.value.shards;
       });
-      call.on("end", async () => {
-        for (const s of shards) await writeAll(call, trainReply(s.index, s.samples!.shape[0]));
-        call.end();
+      call.on("end", () => {
+        const answer = async () => {
+          for (const s of shards) await writeAll(call, trainReply(s.index, s.samples!.shape[0]));
+          call.end();
+        };
+        if (computeMs === 0) {
+          void answer();
+          return;
+        }
+        tail = tail.then(async () => {
+          if (call.cancelled) return;
+          await new Promise((r) => setTimeout(r, computeMs * shards.length));
+          if (!call.cancelled) await answer();
+        });
       });
     },
     covariance: async (call: ServerWritableStream<pb.CovarianceRequest, Buffer>) => {

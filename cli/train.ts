@@ -25,7 +25,7 @@ import { Trainer, type TrainerInput } from "../coordinator/trainer.js";
 import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
 import { natsParamsBroadcast, type ParamsBroadcast } from "../coordinator/transport/params_broadcast.js";
 import { defaultTransportThreads, TransportThreads } from "../coordinator/transport/threaded_client.js";
-import { WorkerPool } from "../coordinator/worker_pool.js";
+import { type SpeculationOptions, WorkerPool } from "../coordinator/worker_pool.js";
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
 import { describeWeights } from "../worker/model/load_weights.js";
@@ -56,6 +56,8 @@ export interface TrainOptions {
   readonly security?: ClientSecurityOptions;
   /** Deadline of one worker call, milliseconds (default 10 minutes). */
   readonly callTimeoutMs?: number;
+  /** Re-issue late blocks to idle workers (default on; false: off). Never changes the result. */
+  readonly speculation?: SpeculationOptions | false;
   /** Threads that run the gRPC clients (0: the main thread; default: defaultTransportThreads()). */
   readonly transportThreads?: number;
   readonly backend?: string;
@@ -104,13 +106,15 @@ async function openWorkers(
   params: ParamsBroadcast | undefined,
 ): Promise<Workers> {
   const callTimeoutMs = opts.callTimeoutMs ?? 600_000;
+  const { speculation } = opts;
   const count = opts.workers ?? 1;
   if (opts.inProcess) {
     const clients = Array.from(
       { length: count },
       (_, k) => new WorkerEngine({ backend, name: `in-process-${k}` }),
     );
-    return { pool: new WorkerPool(clients, { callTimeoutMs }), stop: async () => {}, describe: "in-process" };
+    const pool = new WorkerPool(clients, { callTimeoutMs, speculation });
+    return { pool, stop: async () => {}, describe: "in-process" };
   }
   const threadCount = opts.transportThreads ?? defaultTransportThreads();
   const threads = threadCount > 0 ? new TransportThreads(threadCount) : undefined;
@@ -127,12 +131,12 @@ async function openWorkers(
       const membership = opts.workerAddresses?.length
         ? staticMembership(opts.workerAddresses)
         : await natsMembership({ url: opts.nats!, auth: natsAuthFromEnv(), runId });
-      const pool = new WorkerPool([], { membership, connect, callTimeoutMs, params });
+      const pool = new WorkerPool([], { membership, connect, callTimeoutMs, params, speculation });
       return { pool, stop: closeThreads, describe: opts.workerAddresses?.length ? "static list" : "NATS" };
     }
     const local = await startLocalWorkers({ count, backend });
     const membership = staticMembership(local.workers.map((w) => w.address));
-    const pool = new WorkerPool([], { membership, connect, callTimeoutMs, params });
+    const pool = new WorkerPool([], { membership, connect, callTimeoutMs, params, speculation });
     return {
       pool,
       stop: async () => {

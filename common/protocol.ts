@@ -143,13 +143,22 @@ export function isMalformedReply(err: unknown): boolean {
   return (err as { tag?: unknown } | null)?.tag === MALFORMED_REPLY;
 }
 
+/**
+ * How the caller may end a compute call early: the pool aborts the slower copy of a shard it re-issued
+ * (docs/design.md, "Stragglers"). A transport that can cancels the call; one that cannot lets it finish,
+ * and the caller ignores the answer.
+ */
+export interface CallControl {
+  readonly signal?: AbortSignal;
+}
+
 /** One worker as the coordinator sees it, whatever the transport. */
 export interface WorkerClient {
   readonly name: string;
   setup(req: SetupRequest): Promise<SetupReply>;
   setTaskState(state: TaskState): Promise<void>;
-  covariance(req: CovarianceRequest): Promise<CovarianceResult[]>;
-  trainStep(req: TrainStepRequest): Promise<TrainStepResult[]>;
-  evaluate(req: EvalRequest): Promise<EvalResult[]>;
+  covariance(req: CovarianceRequest, control?: CallControl): Promise<CovarianceResult[]>;
+  trainStep(req: TrainStepRequest, control?: CallControl): Promise<TrainStepResult[]>;
+  evaluate(req: EvalRequest, control?: CallControl): Promise<EvalResult[]>;
   close(): Promise<void>;
 }

@@ -21,7 +21,9 @@ export type EventName =
   | "alignment_finished"
   | "worker_joined"
   | "worker_left"
-  | "worker_failed";
+  | "worker_failed"
+  | "shards_reissued"
+  | "reissue_settled";
 
 export interface RunEvent {
   readonly time: string;

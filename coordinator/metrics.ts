@@ -45,6 +45,8 @@ const EVENT_NAMES: readonly EventName[] = [
   "worker_joined",
   "worker_left",
   "worker_failed",
+  "shards_reissued",
+  "reissue_settled",
 ];
 
 /** ViT-B/16 steps take 0.1–2 s on a GPU; the tiny CPU fixtures take milliseconds. */
@@ -216,6 +218,15 @@ export class CoordinatorMetrics {
   private readonly workerDepartures = this.counter(
     "worker_departures_total",
     "Workers that left the membership (lease lost or released)",
+  );
+  private readonly reissues = this.counter(
+    "shard_reissues_total",
+    "Late blocks of micro-shards re-issued to an idle worker (speculative re-execution of a straggler's work)",
+  );
+  private readonly reissueWins = this.counter(
+    "reissue_wins_total",
+    "Races between a re-issued block and its original, by the copy that answered first (original or copy)",
+    ["winner"],
   );
 
   /**
@@ -396,6 +407,12 @@ export class CoordinatorMetrics {
       case "worker_left":
         this.onWorker(run, e);
         return;
+      case "shards_reissued":
+        this.reissues.inc(r);
+        return;
+      case "reissue_settled":
+        if (e.winner === "original" || e.winner === "copy") this.reissueWins.inc({ run, winner: e.winner });
+        return;
       default:
         return;
     }
@@ -535,8 +552,10 @@ export class CoordinatorMetrics {
       this.workerJoins,
       this.workerFailures,
       this.workerDepartures,
+      this.reissues,
     ])
       c.inc(r, 0);
+    for (const winner of ["original", "copy"]) this.reissueWins.inc({ run, winner }, 0);
     for (const kind of ["gradients", "covariance"]) this.reduceBytes.inc({ run, kind }, 0);
   }
 

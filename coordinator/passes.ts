@@ -45,7 +45,9 @@ export async function covariancePass(
       augment,
     }));
     await pool.boundary();
-    const results = await pool.map(shards, (w, s) => w.covariance({ stateVersion, shards: s, microBatch }));
+    const results = await pool.map(shards, (w, s, c) =>
+      w.covariance({ stateVersion, shards: s, microBatch }, c),
+    );
     const reduceStarted = performance.now();
     sum.add(results);
     ctx.metrics?.observeAllReduce(
@@ -104,7 +106,7 @@ export function evaluationPass(
   const { cfg, pool, stateVersion } = ctx;
   return evaluateInShards(cfg, samples, classes, async (shards) => {
     await pool.boundary();
-    return pool.map(shards, (w, s) => w.evaluate({ stateVersion, shards: s }));
+    return pool.map(shards, (w, s, c) => w.evaluate({ stateVersion, shards: s }, c));
   });
 }
 

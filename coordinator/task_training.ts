@@ -157,7 +157,9 @@ export class TaskTraining {
     const stepStarted = performance.now();
     await pool.boundary();
     pool.publishParams(sent);
-    const results = await pool.map(shards, (w, s) => w.trainStep({ stateVersion, params: sent, shards: s }));
+    const results = await pool.map(shards, (w, s, c) =>
+      w.trainStep({ stateVersion, params: sent, shards: s }, c),
+    );
     const reduceStarted = performance.now();
     const { grads, count: n, lossSum, correct } = reduceStep(results);
     metrics?.observeAllReduce(

@@ -199,6 +199,15 @@ export class Trainer {
         }),
       failed: (m, reason) => this.events.emit("worker_failed", { worker: m.id, reason, status: m.status }),
       left: (m, reason) => this.events.emit("worker_left", { worker: m.id, reason }),
+      reissued: (copy, late, shards, lateMs) =>
+        this.events.emit("shards_reissued", {
+          worker: copy.id,
+          late_worker: late.id,
+          shards,
+          late_ms: Math.round(lateMs),
+        }),
+      reissueSettled: (copy, late, winner) =>
+        this.events.emit("reissue_settled", { worker: copy.id, late_worker: late.id, winner }),
     });
     await pool.start({
       runId: this.input.runId,

@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import { DurationError, parseDuration } from "../../common/duration.js";
 import { log } from "../../common/log.js";
+import { DEFAULT_LATE_FACTOR, type SpeculationOptions } from "../../coordinator/worker_pool.js";
 import { BACKEND_NAMES } from "../../worker/backend_names.js";
 
 function wholeNumber(value: string): number {
@@ -25,6 +26,16 @@ export function positiveInt(value: string): number {
   return n;
 }
 
+/** A `--speculation` value: on, off, or the late factor k (on). */
+export function speculation(value: string): SpeculationOptions | false {
+  if (value === "off") return false;
+  if (value === "on") return { lateFactor: DEFAULT_LATE_FACTOR };
+  const k = Number(value);
+  if (value.trim() === "" || !Number.isFinite(k) || k < 1)
+    throw new InvalidArgumentError("expected on, off, or a late factor ≥ 1");
+  return { lateFactor: k };
+}
+
 interface TrainCliOptions {
   config: string;
   out: string;
@@ -41,6 +52,7 @@ interface TrainCliOptions {
   tlsKey?: string;
   tlsServerName?: string;
   workerTimeout?: number;
+  speculation?: SpeculationOptions | false;
   transportThreads?: number;
   backend?: string;
   resume: boolean;
@@ -77,6 +89,11 @@ function withRunOptions(cmd: Command): Command {
       positiveInt,
     )
     .option(
+      "--speculation <on|off|k>",
+      `re-issue a block running k × the median time per shard to an idle worker; the first answer wins and the result never changes (default on, k = ${DEFAULT_LATE_FACTOR})`,
+      speculation,
+    )
+    .option(
       "--transport-threads <n>",
       "threads that run the gRPC clients (0: the main thread; default: cores − 2, at most 4, or $INFLORA_TRANSPORT_THREADS)",
       wholeNumber,
@@ -103,6 +120,7 @@ async function runTrain(o: TrainCliOptions): Promise<void> {
     pushgateway: o.pushgateway,
     security: { tokenFile: o.tokenFile, tls },
     callTimeoutMs: o.workerTimeout !== undefined ? o.workerTimeout * 1000 : undefined,
+    speculation: o.speculation,
     transportThreads: o.transportThreads,
     backend: o.backend,
     resume: o.resume,

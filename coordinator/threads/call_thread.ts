@@ -40,17 +40,29 @@ export class CallThread {
     this.start();
   }
 
-  /** Posts a call (structured-cloned); the thread's reply settles the promise. */
-  call(call: unknown): Promise<unknown> {
+  /**
+   * Posts a call (structured-cloned); the thread's reply settles the promise. `signal` passes the caller
+   * giving up on to the thread, whose handler sees it as its own signal.
+   */
+  call(call: unknown, signal?: AbortSignal): Promise<unknown> {
     const { name } = this.options;
     if (this.closed) return Promise.reject(new Error(`${name} is closed`));
     if (this.dead) return Promise.reject(this.dead);
     const seq = ++this.seq;
-    return new Promise((resolve, reject) => {
+    const promise = new Promise((resolve, reject) => {
       this.pending.set(seq, { resolve, reject });
       this.worker.ref();
       this.worker.postMessage({ seq, call } satisfies ToThread);
     });
+    signal?.addEventListener(
+      "abort",
+      () => {
+        if (this.pending.has(seq) && !this.dead && !this.closed)
+          this.worker.postMessage({ cancel: seq } satisfies ToThread);
+      },
+      { once: true },
+    );
+    return promise;
   }
 
   /** Posts a one-way note (dropped once the thread is given up). */

@@ -3,8 +3,14 @@
  * calls tagged with a sequence number and their replies, one-way notes, and errors as plain data.
  */
 
-/** Main thread → thread: a call expecting one Reply with the same seq, or a one-way note. */
-export type ToThread = { readonly seq: number; readonly call: unknown } | { readonly note: unknown };
+/**
+ * Main thread → thread: a call expecting one Reply with the same seq, a one-way note, or the caller giving
+ * up on call `cancel` (its Reply still comes, and is dropped).
+ */
+export type ToThread =
+  | { readonly seq: number; readonly call: unknown }
+  | { readonly note: unknown }
+  | { readonly cancel: number };
 
 /** Thread → main thread: the outcome of call `seq`; `error` as the thread's encodeError made it. */
 export type Reply =

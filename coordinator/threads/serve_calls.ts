@@ -7,7 +7,8 @@ import { parentPort } from "node:worker_threads";
 import { encodePlainError, type Reply, type ToThread } from "./messages.js";
 
 export interface CallHandlers<Call, Note> {
-  call(call: Call): unknown;
+  /** `signal` aborts when the caller gives the call up (CallThread.call's signal). */
+  call(call: Call, signal: AbortSignal): unknown;
   note?(note: Note): void;
   /** Error → data that survives structured cloning; default: name, message, stack. */
   encodeError?(err: unknown): unknown;
@@ -19,14 +20,22 @@ export function serveCalls<Call, Note = never>(handlers: CallHandlers<Call, Note
   const port = parentPort;
   if (!port) throw new Error("serveCalls: this module runs as a worker thread");
   const encode = handlers.encodeError ?? encodePlainError;
+  const inFlight = new Map<number, AbortController>();
   port.on("message", (msg: ToThread) => {
+    if ("cancel" in msg) {
+      inFlight.get(msg.cancel)?.abort();
+      return;
+    }
     if (!("seq" in msg)) {
       handlers.note?.(msg.note as Note);
       return;
     }
     const { seq } = msg;
+    const abort = new AbortController();
+    inFlight.set(seq, abort);
     Promise.resolve()
-      .then(() => handlers.call(msg.call as Call))
+      .then(() => handlers.call(msg.call as Call, abort.signal))
+      .finally(() => inFlight.delete(seq))
       .then(
         (value) =>
           port.postMessage({ seq, ok: true, value } satisfies Reply, handlers.transferables?.(value) ?? []),

@@ -36,6 +36,7 @@ import {
   STALE_WHAT_KEY,
 } from "../../common/grpc_wire.js";
 import {
+  type CallControl,
   type CovarianceRequest,
   type CovarianceResult,
   type EvalRequest,
@@ -229,7 +230,7 @@ export class GrpcWorkerClient implements WorkerClient {
     );
   }
 
-  async covariance(req: CovarianceRequest): Promise<CovarianceResult[]> {
+  async covariance(req: CovarianceRequest, control?: CallControl): Promise<CovarianceResult[]> {
     const run = this.requireRun("covariance");
     const replies = new CovarianceReplies(this.replyContext("covariance", run), req.shards);
     const call = this.client.covariance(
@@ -242,7 +243,7 @@ export class GrpcWorkerClient implements WorkerClient {
       new Metadata(),
       this.callOptions("covariance"),
     );
-    await this.collect(call, "covariance", (msg) => replies.add(msg));
+    await this.collect(call, "covariance", (msg) => replies.add(msg), control?.signal);
     return replies.finish();
   }
 
@@ -250,22 +251,27 @@ export class GrpcWorkerClient implements WorkerClient {
    * With parameters published on NATS and a subscribed worker, only their version and digest go over
    * gRPC; a worker that did not get them (or got others) answers "stale params", and they are resent.
    */
-  async trainStep(req: TrainStepRequest): Promise<TrainStepResult[]> {
+  async trainStep(req: TrainStepRequest, control?: CallControl): Promise<TrainStepResult[]> {
+    const signal = control?.signal;
     const digest =
       this.paramsSubscribed && "Ak" in req.params ? this.published?.digestOf(req.params.version) : undefined;
-    if (digest === undefined) return this.trainStepOnce(req);
+    if (digest === undefined) return this.trainStepOnce(req, signal);
     this.paramsByDigest.sent++;
     try {
-      return await this.trainStepOnce(req, digest);
+      return await this.trainStepOnce(req, signal, digest);
     } catch (err) {
       if (!(err instanceof StaleVersionError && err.what === "params")) throw err;
       this.paramsByDigest.resent++;
-      return this.trainStepOnce(req);
+      return this.trainStepOnce(req, signal);
     }
   }
 
   /** `digest`: send only the header, naming the parameters published on NATS with this SHA-256. */
-  private async trainStepOnce(req: TrainStepRequest, digest?: string): Promise<TrainStepResult[]> {
+  private async trainStepOnce(
+    req: TrainStepRequest,
+    signal: AbortSignal | undefined,
+    digest?: string,
+  ): Promise<TrainStepResult[]> {
     const run = this.requireRun("trainStep");
     const p = req.params;
     const known =
@@ -277,7 +283,7 @@ export class GrpcWorkerClient implements WorkerClient {
       known?.classes,
     );
     const call = this.client.trainStep(new Metadata(), this.callOptions("trainStep"));
-    const reading = this.collect(call, "trainStep", (msg) => replies.add(msg));
+    const reading = this.collect(call, "trainStep", (msg) => replies.add(msg), signal);
     await writeAll(call, trainStepParts(req, run.runId, run.D, digest), reading);
     await reading;
     const results = replies.finish();
@@ -285,7 +291,7 @@ export class GrpcWorkerClient implements WorkerClient {
     return results;
   }
 
-  async evaluate(req: EvalRequest): Promise<EvalResult[]> {
+  async evaluate(req: EvalRequest, control?: CallControl): Promise<EvalResult[]> {
     const run = this.requireRun("evaluate");
     const features = req.output === "features";
     const replies = new EvalReplies(
@@ -303,7 +309,7 @@ export class GrpcWorkerClient implements WorkerClient {
       new Metadata(),
       this.callOptions("evaluate"),
     );
-    await this.collect(call, "evaluate", (msg) => replies.add(msg));
+    await this.collect(call, "evaluate", (msg) => replies.add(msg), control?.signal);
     return replies.finish();
   }
 
@@ -356,13 +362,18 @@ export class GrpcWorkerClient implements WorkerClient {
 
   /**
    * Feeds every reply message to `onMessage`; settles when the call ends. A message that fails validation
-   * cancels the call: the rest of a malformed reply is not worth receiving.
+   * cancels the call: the rest of a malformed reply is not worth receiving. So does `signal` (the pool no
+   * longer needs the answer): the call then fails with CANCELLED, and a worker still waiting to run it
+   * skips it.
    */
   private collect<T>(
     call: ClientReadableStream<T>,
     method: WorkerMethod,
     onMessage: (msg: T) => void,
+    signal?: AbortSignal,
   ): Promise<void> {
+    if (signal?.aborted) call.cancel();
+    else signal?.addEventListener("abort", () => call.cancel(), { once: true });
     return new Promise((resolve, reject) => {
       let failed = false;
       const fail = (err: unknown) => {

@@ -12,6 +12,7 @@ import type { Worker } from "node:worker_threads";
 import { ConfigError } from "../../common/config.js";
 import { channelCredentials, resolveToken } from "../../common/grpc_security.js";
 import type {
+  CallControl,
   CovarianceRequest,
   CovarianceResult,
   EvalRequest,
@@ -66,8 +67,8 @@ class TransportThread {
     this.thread.note({ op: "open", client, options, paramsSubject } satisfies ThreadNote);
   }
 
-  call(client: number, call: CallMessage): Promise<unknown> {
-    return this.thread.call({ client, ...call } satisfies ThreadCall);
+  call(client: number, call: CallMessage, signal?: AbortSignal): Promise<unknown> {
+    return this.thread.call({ client, ...call } satisfies ThreadCall, signal);
   }
 
   /**
@@ -140,9 +141,9 @@ class ThreadedWorkerClient implements WorkerClient {
     this.name = options.name ?? `grpc:${options.address}`;
   }
 
-  private call<T>(call: CallMessage): Promise<T> {
+  private call<T>(call: CallMessage, control?: CallControl): Promise<T> {
     if (this.closed) return Promise.reject(new Error(`worker ${this.name}: ${call.method} after close()`));
-    return this.thread.call(this.id, call) as Promise<T>;
+    return this.thread.call(this.id, call, control?.signal) as Promise<T>;
   }
 
   setup(req: SetupRequest): Promise<SetupReply> {
@@ -153,27 +154,30 @@ class ThreadedWorkerClient implements WorkerClient {
     return this.call({ method: "setTaskState", arg: state });
   }
 
-  covariance(req: CovarianceRequest): Promise<CovarianceResult[]> {
-    return this.call({ method: "covariance", arg: req });
+  covariance(req: CovarianceRequest, control?: CallControl): Promise<CovarianceResult[]> {
+    return this.call({ method: "covariance", arg: req }, control);
   }
 
-  trainStep(req: TrainStepRequest): Promise<TrainStepResult[]> {
+  trainStep(req: TrainStepRequest, control?: CallControl): Promise<TrainStepResult[]> {
     const p = req.params;
     const full = "Ak" in p;
     if (full) this.thread.sendParams(p, this.published?.digestOf(p.version));
-    return this.call({
-      method: "trainStep",
-      arg: {
-        stateVersion: req.stateVersion,
-        paramsVersion: p.version,
-        full,
-        shards: req.shards,
+    return this.call(
+      {
+        method: "trainStep",
+        arg: {
+          stateVersion: req.stateVersion,
+          paramsVersion: p.version,
+          full,
+          shards: req.shards,
+        },
       },
-    });
+      control,
+    );
   }
 
-  evaluate(req: EvalRequest): Promise<EvalResult[]> {
-    return this.call({ method: "evaluate", arg: req });
+  evaluate(req: EvalRequest, control?: CallControl): Promise<EvalResult[]> {
+    return this.call({ method: "evaluate", arg: req }, control);
   }
 
   async close(): Promise<void> {

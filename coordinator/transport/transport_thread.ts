@@ -33,16 +33,16 @@ function publishedOn(subject: string | undefined): PublishedParams | undefined {
   return subject === undefined ? undefined : { subject, digestOf: (version) => digests.get(version) };
 }
 
-function run(client: GrpcWorkerClient, call: CallMessage): Promise<unknown> {
+function run(client: GrpcWorkerClient, call: CallMessage, signal: AbortSignal): Promise<unknown> {
   switch (call.method) {
     case "setup":
       return client.setup(call.arg);
     case "setTaskState":
       return client.setTaskState(call.arg);
     case "covariance":
-      return client.covariance(call.arg);
+      return client.covariance(call.arg, { signal });
     case "evaluate":
-      return client.evaluate(call.arg);
+      return client.evaluate(call.arg, { signal });
     case "close":
       clients.forEach((c, id) => {
         if (c === client) clients.delete(id);
@@ -53,7 +53,7 @@ function run(client: GrpcWorkerClient, call: CallMessage): Promise<unknown> {
       const p = full ? params.get(paramsVersion) : { version: paramsVersion };
       // The main thread sends a version's parameters before the first call that needs them.
       if (!p) throw new Error(`transport thread: parameters of version ${paramsVersion} never arrived`);
-      return client.trainStep({ stateVersion, params: p, shards });
+      return client.trainStep({ stateVersion, params: p, shards }, { signal });
     }
   }
 }
@@ -78,10 +78,10 @@ serveCalls<ThreadCall, ThreadNote>({
         return;
     }
   },
-  call(msg) {
+  call(msg, signal) {
     const client = clients.get(msg.client);
     if (!client) throw broken.get(msg.client) ?? new Error(`transport thread: no client ${msg.client}`);
-    return run(client, msg);
+    return run(client, msg, signal);
   },
   encodeError: serializeError,
   transferables: transferablesOf,

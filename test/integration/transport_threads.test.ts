@@ -4,6 +4,7 @@
  * and a thread that dies fails only its calls in flight and is replaced.
  */
 import { Worker } from "node:worker_threads";
+import { status } from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import {
   type MicroShard,
@@ -161,6 +162,50 @@ describe("gRPC clients on transport threads", () => {
     await onThread0.setup(setupRequest(D, depth));
     const again = await onThread0.trainStep({ stateVersion: 1, params, shards });
     expect(again[0].gradAk[0]).toEqual(values(D * r, 10));
+  });
+
+  it("cancel a call whose signal aborts (CANCELLED), directly and through a thread; the worker skips it", async () => {
+    // The worker runs one call at a time: hold it in a first call while the others wait behind it.
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    const answer = FakeWorker.prototype.trainStep;
+    let holding = false;
+    worker.trainReply = (req) => req.shards.map(grads);
+    worker.trainStep = async function (this: FakeWorker, req) {
+      if (req.shards[0].index === 1) {
+        holding = true;
+        await held;
+      }
+      return answer.call(this, req);
+    };
+    try {
+      const before = worker.trainRequests.length;
+      const first = direct.trainStep({ stateVersion: 1, params, shards: [shards[1]] });
+      await vi.waitFor(() => expect(holding).toBe(true), { timeout: 10_000 });
+      for (const [k, client] of [direct, onThread0].entries()) {
+        const abort = new AbortController();
+        const waiting = rejection(
+          client.trainStep({ stateVersion: 10 + k, params, shards: [shards[0]] }, { signal: abort.signal }),
+        );
+        await new Promise((r) => setTimeout(r, 100));
+        abort.abort();
+        const err = await waiting;
+        expect(err).toBeInstanceOf(WorkerRpcError);
+        expect((err as WorkerRpcError).code).toBe(status.CANCELLED);
+      }
+      // The client settles at once; the worker hears of the cancellation a moment later.
+      await new Promise((r) => setTimeout(r, 300));
+      release();
+      expect((await first)[0].index).toBe(1);
+      // Neither cancelled call ran: the worker saw only the first one.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(worker.trainRequests.length).toBe(before + 1);
+    } finally {
+      release();
+      worker.trainStep = answer;
+    }
   });
 
   it("a thread that cannot start is restarted three times, then its calls fail with the reason", async () => {

@@ -132,6 +132,22 @@ describe("CoordinatorMetrics", () => {
     expect(await value(m, "inflora_workers_up")).toBe(4);
   });
 
+  it("counts re-issued blocks and which copy of each answered first", async () => {
+    const m = new CoordinatorMetrics({ run: "run-a", processMetrics: false });
+    const ev = feeder(m);
+    ev("run_started", { seed: 0, tasks: 1 });
+    expect(await value(m, "inflora_shard_reissues_total")).toBe(0);
+    expect(await value(m, "inflora_reissue_wins_total", { winner: "copy" })).toBe(0);
+    ev("shards_reissued", { worker: "w1", late_worker: "w0", shards: [0], late_ms: 40 });
+    ev("shards_reissued", { worker: "w2", late_worker: "w0", shards: [1], late_ms: 40 });
+    ev("reissue_settled", { worker: "w1", late_worker: "w0", winner: "copy" });
+    ev("reissue_settled", { worker: "w2", late_worker: "w0", winner: "original" });
+    ev("reissue_settled", { worker: "w2", late_worker: "w0", winner: "copy" });
+    expect(await value(m, "inflora_shard_reissues_total")).toBe(2);
+    expect(await value(m, "inflora_reissue_wins_total", { winner: "copy" })).toBe(2);
+    expect(await value(m, "inflora_reissue_wins_total", { winner: "original" })).toBe(1);
+  });
+
   it("re-exports the accuracies of a resumed run from metrics.json", async () => {
     const m = new CoordinatorMetrics({ run: "run-a", processMetrics: false });
     m.restoreAccuracy({ curve: { cil: [90, 80], with_task: [90, 86] }, accuracy_matrix: [[90], [70, 90]] });
