@@ -200,7 +200,13 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
         await paramsNats?.close().catch(() => {});
         throw err;
       });
-      const events = opts.nats ? await natsEventSink({ url: opts.nats, auth: natsAuthFromEnv() }) : undefined;
+      const events = opts.nats
+        ? await natsEventSink({
+            url: opts.nats,
+            auth: natsAuthFromEnv(),
+            onFailure: () => metrics.observeNatsEventFailure(),
+          })
+        : undefined;
       try {
         const trainer = new Trainer({
           cfg,

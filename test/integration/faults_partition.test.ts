@@ -16,6 +16,7 @@ import {
   type ChildWorker,
   expectSameRun,
   MAIN,
+  scrapeMetric,
   shortConfig,
   startWorker,
   stopWorkers,
@@ -63,15 +64,8 @@ afterAll(() => {
 });
 
 /** Images the isolated worker says it ran through its model, all passes together. */
-async function imagesComputed(): Promise<number> {
-  const res = await fetch(`http://${ns.links[0].nsAddress}:${WORKER_METRICS_PORT}/metrics`, {
-    signal: AbortSignal.timeout(10_000),
-  });
-  const text = await res.text();
-  let total = 0;
-  for (const m of text.matchAll(/^inflora_worker_images_total\{[^}]*\} (\d+)/gm)) total += Number(m[1]);
-  return total;
-}
+const imagesComputed = () =>
+  scrapeMetric(`${ns.links[0].nsAddress}:${WORKER_METRICS_PORT}`, /^inflora_worker_images_total\{/);
 
 interface Timeline {
   cutAt?: number;
