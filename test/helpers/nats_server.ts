@@ -20,6 +20,11 @@ export interface NatsServerOptions {
    * addresses; `url` is then on its first link's namespace end.
    */
   netns?: Netns;
+  /**
+   * Address to listen on outside a namespace (default 127.0.0.1; `url` stays on loopback). "0.0.0.0" lets a
+   * process in a network namespace reach the server at its link's host end.
+   */
+  listen?: string;
 }
 
 export interface NatsTestServer {
@@ -67,7 +72,15 @@ export async function freePort(): Promise<number> {
 }
 
 function serverArgs(port: number, storeDir: string, o: NatsServerOptions): string[] {
-  const args = ["-a", o.netns ? "0.0.0.0" : "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir];
+  const args = [
+    "-a",
+    o.netns ? "0.0.0.0" : (o.listen ?? "127.0.0.1"),
+    "-p",
+    String(port),
+    "-js",
+    "-sd",
+    storeDir,
+  ];
   if (o.user !== undefined) args.push("--user", o.user, "--pass", o.password ?? "");
   if (o.token !== undefined) args.push("--auth", o.token);
   if (o.tls !== undefined) {
