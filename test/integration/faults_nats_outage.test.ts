@@ -67,7 +67,7 @@ describe("NATS under fault", () => {
     let cutAt: number | undefined;
     let restoring: Promise<void> | undefined;
     let failuresMetric: Promise<number> | undefined;
-    const outageMs = LEASE_MS * 1.5;
+    const outageMs = LEASE_MS * 2;
     const onEvent = (e: RunEvent) => {
       if (cutAt === undefined && e.event === "epoch_started" && e.task === 1 && e.epoch === 0) {
         cutAt = toCoordinator.cut();
