@@ -81,7 +81,7 @@ const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
  * micro-shard's compute blocks, so the timeout must exceed the longest micro-shard.
  */
 export interface KeepaliveOptions {
-  /** Idle time on a connection with calls open before a ping is sent. */
+  /** Interval between pings while calls are open. */
   readonly timeMs: number;
   /** How long a ping may go unanswered before the connection counts as dead. */
   readonly timeoutMs: number;
