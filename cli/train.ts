@@ -22,7 +22,7 @@ import { CoordinatorMetrics } from "../coordinator/metrics.js";
 import { pushRunMetrics } from "../coordinator/metrics_push.js";
 import { RunDir } from "../coordinator/run_dir.js";
 import { Trainer, type TrainerInput } from "../coordinator/trainer.js";
-import { GrpcWorkerClient } from "../coordinator/transport/grpc_client.js";
+import { GrpcWorkerClient, type KeepaliveOptions } from "../coordinator/transport/grpc_client.js";
 import { natsParamsBroadcast, type ParamsBroadcast } from "../coordinator/transport/params_broadcast.js";
 import { defaultTransportThreads, TransportThreads } from "../coordinator/transport/threaded_client.js";
 import { type SpeculationOptions, WorkerPool } from "../coordinator/worker_pool.js";
@@ -58,6 +58,8 @@ export interface TrainOptions {
   readonly callTimeoutMs?: number;
   /** Re-issue late blocks to idle workers (default on; false: off). Never changes the result. */
   readonly speculation?: SpeculationOptions | false;
+  /** gRPC keepalive pings to workers (default DEFAULT_KEEPALIVE): how fast a partitioned worker is noticed. */
+  readonly keepalive?: KeepaliveOptions;
   /** Threads that run the gRPC clients (0: the main thread; default: defaultTransportThreads()). */
   readonly transportThreads?: number;
   readonly backend?: string;
@@ -120,7 +122,13 @@ async function openWorkers(
   const threads = threadCount > 0 ? new TransportThreads(threadCount) : undefined;
   if (threads) log.info({ threads: threadCount }, "gRPC clients on transport threads");
   const connect = (e: WorkerEndpoint) => {
-    const options = { address: e.address, name: e.id, security: opts.security, deadlineMs: callTimeoutMs };
+    const options = {
+      address: e.address,
+      name: e.id,
+      security: opts.security,
+      deadlineMs: callTimeoutMs,
+      keepalive: opts.keepalive,
+    };
     return threads ? threads.connect(options, params) : new GrpcWorkerClient(options, params);
   };
   const closeThreads = async () => {
@@ -198,7 +206,13 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
         await paramsNats?.close().catch(() => {});
         throw err;
       });
-      const events = opts.nats ? await natsEventSink({ url: opts.nats, auth: natsAuthFromEnv() }) : undefined;
+      const events = opts.nats
+        ? await natsEventSink({
+            url: opts.nats,
+            auth: natsAuthFromEnv(),
+            onFailure: () => metrics.observeNatsEventFailure(),
+          })
+        : undefined;
       try {
         const trainer = new Trainer({
           cfg,

@@ -79,7 +79,7 @@ export interface NatsEventSink {
   flush(): Promise<void>;
   /** flush(), then disconnects; later events are counted as failures. */
   close(): Promise<void>;
-  /** Events that did not reach the stream (no ack, timeout, dropped). */
+  /** Events the stream did not acknowledge (no ack, timeout, dropped); a timed-out one may yet be stored. */
   failures(): number;
 }
 
@@ -91,6 +91,8 @@ export interface NatsEventSinkOptions {
   publishTimeoutMs?: number;
   /** Publishes in flight beyond this are dropped (and counted): a long outage must not grow memory. */
   maxPending?: number;
+  /** Told of every event that failed (the coordinator's metric of them). */
+  onFailure?: (e: RunEvent) => void;
 }
 
 export async function natsEventSink(opts: NatsEventSinkOptions): Promise<NatsEventSink> {
@@ -115,6 +117,9 @@ export async function natsEventSink(opts: NatsEventSinkOptions): Promise<NatsEve
 
   const fail = (e: RunEvent, reason: string) => {
     failed++;
+    try {
+      opts.onFailure?.(e);
+    } catch {}
     // One line per outage, not per event.
     if (streak++ === 0)
       log.warn({ url: shown, event: e.event, reason }, "publishing run events to NATS failed");
@@ -157,6 +162,13 @@ export async function natsEventSink(opts: NatsEventSinkOptions): Promise<NatsEve
       closed = true;
       await flush();
       await closeNats(nc);
+      // A publish without an ack may still have been stored (the ack was what got lost), so "not
+      // acknowledged" is what we can say; events.jsonl in the run directory has every event either way.
+      if (failed > 0)
+        log.warn(
+          { url: shown, stream, failures: failed },
+          "run events not acknowledged by the NATS event stream; events.jsonl has them all",
+        );
     },
     failures: () => failed,
   };

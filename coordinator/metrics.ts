@@ -114,6 +114,10 @@ export class CoordinatorMetrics {
   );
   private readonly learningRate = this.gauge("learning_rate", "Learning rate of the epoch in progress");
 
+  private readonly natsEventFailures = this.counter(
+    "nats_event_failures_total",
+    "Run events the NATS event stream did not acknowledge (lost, or stored with the ack lost); events.jsonl has them",
+  );
   private readonly steps = this.counter("steps_total", "Training steps (global batches) applied");
   private readonly nonFinite = this.counter(
     "nonfinite_losses_total",
@@ -294,6 +298,11 @@ export class CoordinatorMetrics {
     this.trainLoss.set(run, loss);
     if (!Number.isFinite(loss)) this.nonFinite.inc(run);
     this.touch(this.run);
+  }
+
+  /** An event the NATS event stream did not acknowledge (`natsEventSink`'s onFailure). */
+  observeNatsEventFailure(): void {
+    this.natsEventFailures.inc({ run: this.run });
   }
 
   observeAllReduce(bytes: number, seconds: number, kind: AllReduceKind): void {

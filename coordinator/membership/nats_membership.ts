@@ -43,6 +43,8 @@ interface Member {
 const SNAPSHOT_TIMEOUT_MS = 5000;
 const REWATCH_DELAY_MS = 1000;
 const CHECK_TIMEOUT_MS = 2000;
+/** How often a coordinator that lost NATS without a disconnect asks the server whether it is back. */
+const PROBE_INTERVAL_MS = 1000;
 
 class NatsMembership implements Membership {
   readonly dynamic = true;
@@ -153,8 +155,55 @@ class NatsMembership implements Membership {
     m.timer = undefined;
     if (this.suspended || this.closed) return;
     const leaseMs = Number.isNaN(m.record.leaseMs) ? this.opts.leaseMs : m.record.leaseMs;
-    m.timer = setTimeout(() => this.remove(id, "lease-expired"), leaseMs);
+    m.timer = setTimeout(() => void this.expire(id, m.record), leaseMs);
     m.timer.unref();
+  }
+
+  /**
+   * A lease ran out. From here, the coordinator's own link to NATS failing looks exactly like every worker
+   * falling silent, and the client notices a dead connection only after several missed pings: ask the
+   * server first. If it does not answer, nobody is dropped for an outage that may be ours alone.
+   */
+  private async expire(id: string, record: LeaseRecord): Promise<void> {
+    if (this.suspended || this.closed) return;
+    if (await this.serverAnswers()) {
+      // Heartbeats queued behind the silence arrive before the server's answer: one may have renewed it.
+      if (this.known.get(id)?.record === record) this.remove(id, "lease-expired");
+      return;
+    }
+    if (this.suspended || this.closed) return;
+    this.suspend("NATS does not answer the coordinator; worker lease expiry paused until it does");
+    while (this.suspended && !this.closed && !this.nc.isClosed()) {
+      await new Promise((r) => setTimeout(r, PROBE_INTERVAL_MS));
+      // A reconnect (followStatus) may have resumed already.
+      if (this.suspended && (await this.serverAnswers()) && this.suspended)
+        this.resume("NATS answers the coordinator again; worker lease expiry resumed");
+    }
+  }
+
+  private async serverAnswers(): Promise<boolean> {
+    try {
+      await withTimeout(this.nc.flush(), CHECK_TIMEOUT_MS, "NATS ping");
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** While the coordinator cannot hear NATS, silence from workers proves nothing: no lease runs out. */
+  private suspend(why: string): void {
+    if (this.suspended) return;
+    this.suspended = true;
+    for (const m of this.known.values()) clearTimeout(m.timer);
+    log.warn({ url: redactNatsUrl(this.opts.url) }, why);
+  }
+
+  /** A full lease from now: workers had no way to reach us either, give them time to refresh. */
+  private resume(why: string): void {
+    if (!this.suspended) return;
+    this.suspended = false;
+    for (const [id, m] of this.known) this.arm(id, m);
+    log.info({ url: redactNatsUrl(this.opts.url) }, why);
   }
 
   private remove(id: string, reason: "deleted" | "lease-expired"): void {
@@ -206,17 +255,9 @@ class NatsMembership implements Membership {
   private async followStatus(): Promise<void> {
     for await (const s of this.nc.status()) {
       if (s.type === "disconnect") {
-        this.suspended = true;
-        for (const m of this.known.values()) clearTimeout(m.timer);
-        log.warn(
-          { url: redactNatsUrl(this.opts.url) },
-          "lost NATS; worker lease expiry paused until reconnect",
-        );
+        this.suspend("lost NATS; worker lease expiry paused until reconnect");
       } else if (s.type === "reconnect") {
-        // A full lease from now: workers had no way to reach us either, give them time to refresh.
-        this.suspended = false;
-        for (const [id, m] of this.known) this.arm(id, m);
-        log.info({ url: redactNatsUrl(this.opts.url) }, "NATS reconnected; worker lease expiry resumed");
+        this.resume("NATS reconnected; worker lease expiry resumed");
         void this.checkBucket();
       }
     }

@@ -78,6 +78,22 @@ export { MalformedReplyError };
 const FLOW_CONTROL_WINDOW = 8 * 1024 * 1024;
 
 /**
+ * HTTP/2 keepalive pings while calls are open: a worker that is alive but unreachable (a partition, a
+ * host gone without a FIN) leaves a half-open connection on which a call would wait for its whole deadline;
+ * a ping unanswered for `timeoutMs` closes the connection, its calls fail UNAVAILABLE, and the pool moves
+ * their shards (docs/operations.md, "Faults"). The worker answers pings from its event loop, which a
+ * micro-shard's compute blocks, so the timeout must exceed the longest micro-shard.
+ */
+export interface KeepaliveOptions {
+  /** Interval between pings while calls are open. */
+  readonly timeMs: number;
+  /** How long a ping may go unanswered before the connection counts as dead. */
+  readonly timeoutMs: number;
+}
+
+export const DEFAULT_KEEPALIVE: KeepaliveOptions = { timeMs: 20_000, timeoutMs: 20_000 };
+
+/**
  * The generated client, with TrainStep's serializer reusing the bytes of parameter messages, and replies
  * that are not protobuf handed on as UndecodableReply (the reply check refuses them by name).
  */
@@ -106,7 +122,9 @@ export interface GrpcWorkerClientOptions {
   readonly maxMessageBytes?: number;
   /** close() first asks the worker to drop the run's model and caches (default true). */
   readonly releaseOnClose?: boolean;
-  /** Extra grpc-js channel options (keepalive, …). */
+  /** Keepalive pings on open calls (default DEFAULT_KEEPALIVE). */
+  readonly keepalive?: KeepaliveOptions;
+  /** Extra grpc-js channel options. */
   readonly channelOptions?: ChannelOptions;
 }
 
@@ -165,6 +183,7 @@ export class GrpcWorkerClient implements WorkerClient {
       // HTTP/2's default 64 KiB receive window caps a stream at 64 KiB per round trip (64 MB/s at 1 ms):
       // covariance replies are tens of MB, so let the worker run ahead.
       "grpc-node.flow_control_window": FLOW_CONTROL_WINDOW,
+      ...keepaliveChannelOptions(options.keepalive ?? DEFAULT_KEEPALIVE),
       ...tlsChannelOptions(security.tls),
       ...options.channelOptions,
     });
@@ -419,6 +438,13 @@ export class GrpcWorkerClient implements WorkerClient {
       REFUSAL_REASONS.includes(reason as RefusalReason) ? (reason as RefusalReason) : undefined,
     );
   }
+}
+
+function keepaliveChannelOptions(k: KeepaliveOptions): ChannelOptions {
+  if (!(k.timeMs > 0 && k.timeoutMs > 0))
+    throw new Error(`keepalive times must be positive, got time ${k.timeMs} ms, timeout ${k.timeoutMs} ms`);
+  // Pings only while calls are open: an idle channel has nothing to lose, and its next call pings anew.
+  return { "grpc.keepalive_time_ms": k.timeMs, "grpc.keepalive_timeout_ms": k.timeoutMs };
 }
 
 /** Keeps the two newest entries: the worker keeps no more, and a late reply may name the previous one. */

@@ -3,6 +3,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
+import { freePort } from "./nats_server.js";
 import { REFERENCE_DIR } from "./reference_compare.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
@@ -88,4 +89,29 @@ export function events(runDir: string): Array<Record<string, unknown>> {
     .split("\n")
     .filter(Boolean)
     .map((l) => JSON.parse(l));
+}
+
+/** The sum of the Prometheus series matching `series` (e.g. /^inflora_worker_images_total\{/) at `host:port`. */
+export async function scrapeMetric(address: string, series: RegExp): Promise<number> {
+  const res = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  let total = 0;
+  for (const line of (await res.text()).split("\n"))
+    if (series.test(line)) total += Number(line.split(" ").at(-1));
+  return total;
+}
+
+/** `n` workers on loopback that register with NATS leases (ids w0, w1, …), each serving its metrics. */
+export function startNatsWorkers(
+  url: string,
+  n: number,
+  leaseMs: number,
+): Promise<Array<ChildWorker & { metricsPort: number }>> {
+  return Promise.all(
+    Array.from({ length: n }, async (_, k) => {
+      const metricsPort = await freePort();
+      const args = ["--nats", url, "--name", `w${k}`, "--lease-ms", String(leaseMs)];
+      const w = await startWorker([...args, "--metrics-port", String(metricsPort)]);
+      return { ...w, metricsPort };
+    }),
+  );
 }

@@ -7,6 +7,7 @@ import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import type { Netns } from "./netns.js";
 
 export interface NatsServerOptions {
   user?: string;
@@ -14,6 +15,16 @@ export interface NatsServerOptions {
   token?: string;
   /** PEM files; `verify` makes the server require client certificates signed by `ca`. */
   tls?: { cert: string; key: string; ca?: string; verify?: boolean };
+  /**
+   * Runs the server inside this network namespace (test/helpers/netns.ts), listening on all of its
+   * addresses; `url` is then on its first link's namespace end.
+   */
+  netns?: Netns;
+  /**
+   * Address to listen on outside a namespace (default 127.0.0.1; `url` stays on loopback). "0.0.0.0" lets a
+   * process in a network namespace reach the server at its link's host end.
+   */
+  listen?: string;
 }
 
 export interface NatsTestServer {
@@ -22,8 +33,11 @@ export interface NatsTestServer {
   readonly storeDir: string;
   /** Stops the process (SIGTERM, then SIGKILL) and removes the store directory. */
   stop(): Promise<void>;
-  /** Stops and starts again on the same port (and store, unless `wipeStore`), for reconnect tests. */
-  restart(opts?: { downMs?: number; wipeStore?: boolean }): Promise<void>;
+  /**
+   * Stops and starts again on the same port (and store, unless `wipeStore`), for reconnect tests; stays
+   * down `downMs`, and until the promise `downUntil` returns (called once the server is down) settles.
+   */
+  restart(opts?: { downMs?: number; wipeStore?: boolean; downUntil?: () => Promise<unknown> }): Promise<void>;
 }
 
 const running = new Set<ChildProcess>();
@@ -58,7 +72,15 @@ export async function freePort(): Promise<number> {
 }
 
 function serverArgs(port: number, storeDir: string, o: NatsServerOptions): string[] {
-  const args = ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", storeDir];
+  const args = [
+    "-a",
+    o.netns ? "0.0.0.0" : (o.listen ?? "127.0.0.1"),
+    "-p",
+    String(port),
+    "-js",
+    "-sd",
+    storeDir,
+  ];
   if (o.user !== undefined) args.push("--user", o.user, "--pass", o.password ?? "");
   if (o.token !== undefined) args.push("--auth", o.token);
   if (o.tls !== undefined) {
@@ -70,9 +92,12 @@ function serverArgs(port: number, storeDir: string, o: NatsServerOptions): strin
 }
 
 /** Starts the process and resolves once it logs that it is ready (it then accepts connections). */
-function launch(bin: string, args: string[]): Promise<ChildProcess> {
+function launch(bin: string, args: string[], netns?: Netns): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const stdio = ["ignore", "pipe", "pipe"] as const;
+    const child = netns
+      ? netns.spawn(bin, args, { stdio: [...stdio] })
+      : spawn(bin, args, { stdio: [...stdio] });
     running.add(child);
     let output = "";
     const fail = (why: string) => {
@@ -120,9 +145,10 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   let port = 0;
   // Another process may grab the port between our probe and the server's bind; try a few.
   for (let attempt = 0; child === undefined; attempt++) {
-    port = await freePort();
+    // A fresh namespace has every port free.
+    port = opts.netns ? 4222 : await freePort();
     try {
-      child = await launch(bin, serverArgs(port, storeDir, opts));
+      child = await launch(bin, serverArgs(port, storeDir, opts), opts.netns);
     } catch (err) {
       if (attempt >= 2 || !String(err).includes("address already in use")) {
         rmSync(storeDir, { recursive: true, force: true });
@@ -132,18 +158,19 @@ export async function startNatsServer(opts: NatsServerOptions = {}): Promise<Nat
   }
   let current: ChildProcess = child;
   return {
-    url: `nats://127.0.0.1:${port}`,
+    url: `nats://${opts.netns ? opts.netns.links[0].nsAddress : "127.0.0.1"}:${port}`,
     port,
     storeDir,
     async stop() {
       await terminate(current);
       rmSync(storeDir, { recursive: true, force: true });
     },
-    async restart({ downMs = 0, wipeStore = false } = {}) {
+    async restart({ downMs = 0, wipeStore = false, downUntil } = {}) {
       await terminate(current);
       if (wipeStore) rmSync(path.join(storeDir, "jetstream"), { recursive: true, force: true });
       if (downMs > 0) await new Promise((r) => setTimeout(r, downMs));
-      current = await launch(bin, serverArgs(port, storeDir, opts));
+      await downUntil?.().catch(() => {});
+      current = await launch(bin, serverArgs(port, storeDir, opts), opts.netns);
     },
   };
 }
