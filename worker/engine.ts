@@ -134,12 +134,12 @@ export class WorkerEngine implements WorkerClient {
           });
           return blocks;
         });
-        sums.forEach((t, i) => {
-          const v = t.dataSync();
+        const values = await Promise.all(sums.map((t) => t.data()));
+        tf.dispose(sums);
+        values.forEach((v, i) => {
           const a = acc[i];
           for (let k = 0; k < v.length; k++) a[k] += v[k];
         });
-        tf.dispose(sums);
         tokens += count * (this.patchesPerImage() + 1);
       }
       out.push({ index: shard.index, tokens, sums: acc.map((a) => Float32Array.from(a)) });
@@ -160,7 +160,7 @@ export class WorkerEngine implements WorkerClient {
       out.push({
         index: shard.index,
         count,
-        ...lossAndGrads(model, patches, count, shard.targets, live.BT, params),
+        ...(await lossAndGrads(model, patches, count, shard.targets, live.BT, params)),
       });
     }
     return out;
@@ -178,8 +178,9 @@ export class WorkerEngine implements WorkerClient {
         const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
         return tf.add(tf.matMul(model.features(x, count), heads.w, false, true), heads.b);
       });
-      out.push({ index: shard.index, logits: logits.dataSync() as Float32Array });
+      const values = (await logits.data()) as Float32Array;
       logits.dispose();
+      out.push({ index: shard.index, logits: values });
     }
     return out;
   }
