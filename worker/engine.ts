@@ -21,7 +21,7 @@ import {
   type TrainStepResult,
   type WorkerClient,
 } from "../common/protocol.js";
-import { selectBackend } from "./backend.js";
+import { type BackendInfo, selectBackend } from "./backend.js";
 import type { LoaderDataset } from "./data/open_dataset.js";
 import { openDataset } from "./data/open_dataset.js";
 import { imagesToPatches } from "./model/layers.js";
@@ -60,7 +60,9 @@ export class WorkerEngine implements WorkerClient {
   private foldedFrom?: TaskState;
   private params?: LiveParams;
 
-  constructor(private readonly options: { backend?: string; dataThreads?: number; name?: string } = {}) {
+  constructor(
+    private readonly options: { backend?: string; gpu?: number; dataThreads?: number; name?: string } = {},
+  ) {
     this.name = options.name ?? `in-process:${this.workerId.slice(0, 8)}`;
   }
 
@@ -70,13 +72,13 @@ export class WorkerEngine implements WorkerClient {
         `protocol version ${req.protocolVersion} requested; this worker speaks ${PROTOCOL_VERSION}`,
       );
     }
-    const backend = await selectBackend(this.options.backend);
+    const backend = await selectBackend({ backend: this.options.backend, gpu: this.options.gpu });
     if (
       this.setupReq &&
       this.setupReq.runId === req.runId &&
       this.setupReq.weightsFingerprint === req.weightsFingerprint
     ) {
-      return this.reply(backend.name, backend.device);
+      return this.reply(backend);
     }
     this.dispose();
     const weights = await loadWeights(req.weightsPath, { ...req.model });
@@ -88,16 +90,17 @@ export class WorkerEngine implements WorkerClient {
     this.model = new InfLoraVit(weights.cfg, weights.tensors);
     this.dataset = await openDataset({ ...req.data, threads: this.options.dataThreads ?? req.data.threads });
     this.setupReq = req;
-    return this.reply(backend.name, backend.device);
+    return this.reply(backend);
   }
 
-  private reply(backend: string, device: string): SetupReply {
+  private reply(backend: BackendInfo): SetupReply {
     return {
       workerId: this.workerId,
       protocolVersion: PROTOCOL_VERSION,
       weightsFingerprint: this.setupReq!.weightsFingerprint,
-      backend,
-      device,
+      backend: backend.name,
+      device: backend.device,
+      ...(backend.adapter ? { adapter: backend.adapter } : {}),
     };
   }
 

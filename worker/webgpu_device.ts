@@ -13,18 +13,10 @@
 import { mkdirSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import type { GpuAdapter } from "../common/protocol.js";
 
-/** What a worker reports of its adapter (run.json, worker_joined, the info series, the log). */
-export interface AdapterDescription {
-  readonly vendor: string;
-  readonly architecture: string;
-  readonly device: string;
-  readonly description: string;
-  /** True for CPU implementations (lavapipe/llvmpipe, SwiftShader): never chosen unless forced. */
-  readonly software: boolean;
-  /** With `--gpu N`: the index among the hardware adapters this process took. */
-  readonly gpu?: number;
-}
+/** What a worker reports of its adapter: the protocol's GpuAdapter. */
+export type AdapterDescription = GpuAdapter;
 
 /** One entry of Dawn's adapter list: its graphics API and device name. */
 export interface AdapterEntry {
