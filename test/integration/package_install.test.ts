@@ -102,6 +102,7 @@ describe("npm install ./inflora-*.tgz in an empty folder", () => {
       [`file:${path.join(user, pack.filename)}`]: true,
       "@tensorflow/tfjs-node": true,
       "@tensorflow/tfjs-node-gpu": true,
+      webgpu: false,
       protobufjs: false,
       "core-js": false,
     };
