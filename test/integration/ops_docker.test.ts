@@ -120,7 +120,8 @@ describe("Dockerfiles", () => {
 describe("the webgpu GPU image", () => {
   const text = readFileSync(path.join(DOCKER, "Dockerfile.webgpu"), "utf8");
   const steps = instructions(path.join(DOCKER, "Dockerfile.webgpu"));
-  const runtime = steps.slice(steps.findLastIndex((i) => i.startsWith("FROM ")));
+  const lastFrom = steps.map((i) => i.startsWith("FROM ")).lastIndexOf(true);
+  const runtime = steps.slice(lastFrom);
 
   it("carries the Vulkan loader and asks the NVIDIA toolkit for the graphics capability", () => {
     expect(runtime.some((i) => /^RUN .*apt-get install .*\blibvulkan1\b/.test(i))).toBe(true);
