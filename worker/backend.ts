@@ -25,7 +25,7 @@ import {
   AdapterChoiceError,
   type AdapterDescription,
   adapterLabel,
-  describeAdapter,
+  describeAdapterNamed,
   installWebgpuGlobals,
   listAdapters,
   pickAdapter,
@@ -133,15 +133,13 @@ async function tryWebgpu(
     return { reason: `webgpu not usable (${firstLine(err)})` };
   }
   try {
-    const navigatorGpu = await installWebgpuGlobals(chosen.entry.name);
-    const adapter = await navigatorGpu.requestAdapter({ powerPreference: "high-performance" });
-    if (!adapter) return { reason: `webgpu: adapter "${chosen.entry.name}" did not answer` };
-    const described = describeAdapter(adapter.info, chosen.gpu);
+    const described = await describeAdapterNamed(chosen.entry.name, chosen.gpu);
     if (described.software && !forced) {
       return {
         reason: `webgpu: only a software adapter (vendor ${described.vendor}, architecture ${described.architecture}, ${described.description}); not chosen unless forced (--backend webgpu)`,
       };
     }
+    await installWebgpuGlobals(chosen.entry.name);
     await import("@tensorflow/tfjs-backend-webgpu");
     if (!(await tf.setBackend("webgpu"))) return { reason: "webgpu backend did not initialise" };
     await registerWebgpuKernelsOnce();

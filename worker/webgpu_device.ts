@@ -86,6 +86,22 @@ export async function listAdapters(): Promise<AdapterEntry[]> {
   }
 }
 
+/**
+ * The description of the adapter Dawn's `adapter=NAME` filter selects, from a throw-away instance: a
+ * process that passes webgpu over keeps no WebGPU globals.
+ */
+export async function describeAdapterNamed(name: string, gpu?: number): Promise<AdapterDescription> {
+  const dawn = await loadDawn();
+  let probe: GPU | undefined = dawn.create([`adapter=${name}`]);
+  try {
+    const adapter = await probe.requestAdapter({ powerPreference: "high-performance" });
+    if (!adapter) throw new Error(`adapter "${name}" did not answer`);
+    return describeAdapter(adapter.info, gpu);
+  } finally {
+    probe = undefined;
+  }
+}
+
 /** Dawn's "Available adapters:" lines, as `GPU.requestAdapter` words them. */
 export function parseAdapterList(message: string): AdapterEntry[] {
   const out: AdapterEntry[] = [];
