@@ -18,6 +18,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import { modelById, WORKLOAD_LABELS, type Workload } from "../bench/step_spec.js";
 import { buildBenchModel, microBatches, STEPS } from "../bench/step_workloads.js";
 import { train } from "../cli/train.js";
+import { configureLogging } from "../common/log.js";
 import {
   compareCheckpoint,
   comparePredictions,
@@ -119,6 +120,8 @@ async function measure(id: string, workload: Workload): Promise<{ imagesPerSec: 
   }
 }
 
+// The run's own progress lines would bury the check's; INFLORA_LOG_LEVEL=info brings them back.
+configureLogging({ level: process.env.INFLORA_LOG_LEVEL ?? "warn" });
 const backend = await selectBackend({ backend: "webgpu", gpu });
 const adapter = backend.adapter!;
 console.log(
