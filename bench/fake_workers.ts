@@ -115,6 +115,7 @@ function serve(k: number): Promise<string> {
         weightsFingerprint: call.request.weightsFingerprint,
         backend: "fake",
         device: "none",
+        adapter: undefined,
         paramsSubscribed: follow(call.request.paramsSubject),
       }),
     setTaskState: (call: NodeJS.ReadableStream, cb: (e: null, r: unknown) => void) => {

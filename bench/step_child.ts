@@ -50,7 +50,7 @@ function prepare(job: ChildJob): Prepared {
   return { m, setupSeconds: (performance.now() - t0) / 1000, setupRssMiB: rssMiB() };
 }
 
-function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
+async function measure(job: ChildJob, p: Prepared, workload: Workload): Promise<Measurement> {
   const { m } = p;
   const { spec } = m;
   const timedMbs = microBatches(m, spec.batch, job.microBatch);
@@ -62,7 +62,7 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
   const step = STEPS[workload];
 
   const w0 = performance.now();
-  if (warmMbs.length > 0) step(m, warmMbs);
+  if (warmMbs.length > 0) await step(m, warmMbs);
   const warmupSeconds = (performance.now() - w0) / 1000;
 
   const numTensorsBefore = tf.memory().numTensors;
@@ -71,7 +71,7 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
   const start = performance.now();
   for (;;) {
     const a = performance.now();
-    step(m, timedMbs);
+    await step(m, timedMbs);
     stepSeconds.push((performance.now() - a) / 1000);
     const elapsed = (performance.now() - start) / 1000;
     if (stepSeconds.length >= job.maxSteps) break;
@@ -115,7 +115,7 @@ async function main(): Promise<void> {
     for (const workload of job.workloads) {
       current = workload;
       emit({ kind: "start", workload });
-      emit({ kind: "result", workload, measurement: measure(job, prepared, workload) });
+      emit({ kind: "result", workload, measurement: await measure(job, prepared, workload) });
     }
   } catch (err) {
     emit({ kind: "error", workload: current, message: errorText(err) });

@@ -81,7 +81,7 @@ export function microBatches(m: BenchModel, images: number, size: number): Micro
 }
 
 /** Training step: lossAndGrads per micro-batch, gradients summed in float64 as the coordinator does. */
-export function trainStep(m: BenchModel, mbs: readonly MicroBatch[]): number {
+export async function trainStep(m: BenchModel, mbs: readonly MicroBatch[]): Promise<number> {
   const { cfg, trainables } = m;
   const zeros = (t: tf.Tensor) => new Float64Array(t.size);
   const sums = {
@@ -95,7 +95,7 @@ export function trainStep(m: BenchModel, mbs: readonly MicroBatch[]): number {
   };
   let loss = 0;
   for (const mb of mbs) {
-    const out = lossAndGrads(m.model, mb.patches, mb.count, mb.targets, m.BT, trainables);
+    const out = await lossAndGrads(m.model, mb.patches, mb.count, mb.targets, m.BT, trainables);
     loss += out.lossSum;
     for (let i = 0; i < cfg.depth; i++) {
       add(sums.Ak[i], out.gradAk[i]);
@@ -114,7 +114,7 @@ function patchRows(m: BenchModel, mb: MicroBatch): tf.Tensor2D {
 }
 
 /** Forward only, as the worker evaluates: features (finished adapters folded) and head logits. */
-export function forwardStep(m: BenchModel, mbs: readonly MicroBatch[]): number {
+export async function forwardStep(m: BenchModel, mbs: readonly MicroBatch[]): Promise<number> {
   const { trainables } = m;
   let check = 0;
   for (const mb of mbs) {
@@ -124,14 +124,15 @@ export function forwardStep(m: BenchModel, mbs: readonly MicroBatch[]): number {
         trainables.headB,
       ),
     );
-    check += logits.dataSync()[0];
+    // Asynchronous reads throughout: webgpu has no synchronous readback.
+    check += (await logits.data())[0];
     logits.dispose();
   }
   return check;
 }
 
 /** Covariance pass, as the worker runs it: per block hᵀh of the attention input, summed in float64. */
-export function covarianceStep(m: BenchModel, mbs: readonly MicroBatch[]): number {
+export async function covarianceStep(m: BenchModel, mbs: readonly MicroBatch[]): Promise<number> {
   const { cfg } = m;
   const D = cfg.embedDim;
   const acc = Array.from({ length: cfg.depth }, () => new Float64Array(D * D));
@@ -145,8 +146,9 @@ export function covarianceStep(m: BenchModel, mbs: readonly MicroBatch[]): numbe
       });
       return out;
     });
+    const values = await Promise.all(sums.map((t) => t.data()));
     for (let i = 0; i < cfg.depth; i++) {
-      const d = sums[i].dataSync();
+      const d = values[i];
       const a = acc[i];
       for (let j = 0; j < a.length; j++) a[j] += d[j];
     }
@@ -155,7 +157,7 @@ export function covarianceStep(m: BenchModel, mbs: readonly MicroBatch[]): numbe
   return acc[0][0];
 }
 
-export const STEPS: Record<Workload, (m: BenchModel, mbs: readonly MicroBatch[]) => number> = {
+export const STEPS: Record<Workload, (m: BenchModel, mbs: readonly MicroBatch[]) => Promise<number>> = {
   train: trainStep,
   forward: forwardStep,
   covariance: covarianceStep,

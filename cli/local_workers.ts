@@ -8,6 +8,7 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { log } from "../common/log.js";
+import { spreadOverGpus } from "../worker/webgpu_device.js";
 
 export interface LocalWorker {
   readonly address: string;
@@ -38,6 +39,8 @@ function cliEntry(): { script: string; execArgv: string[] } {
 export interface LocalWorkerOptions {
   readonly count: number;
   readonly backend?: string;
+  /** Hardware GPUs (WebGPU adapters) on this node: worker k takes `--gpu k mod gpus` (spreadOverGpus). */
+  readonly gpus?: number;
   /** Extra CLI arguments for every worker (token file, NATS, …). */
   readonly extraArgs?: string[];
   readonly startTimeoutMs?: number;
@@ -47,6 +50,8 @@ function startOne(k: number, opts: LocalWorkerOptions): Promise<LocalWorker> {
   const entry = cliEntry();
   const args = ["worker", "--listen", "127.0.0.1:0", "--name", `local-${k}`, ...(opts.extraArgs ?? [])];
   if (opts.backend) args.push("--backend", opts.backend);
+  const gpu = spreadOverGpus(opts.count, opts.gpus ?? 0)[k];
+  if (gpu !== undefined) args.push("--gpu", String(gpu));
   const child = fork(entry.script, args, {
     execArgv: entry.execArgv,
     stdio: ["ignore", "inherit", "inherit", "ipc"],

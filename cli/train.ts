@@ -29,6 +29,7 @@ import { type SpeculationOptions, WorkerPool } from "../coordinator/worker_pool.
 import { selectBackend } from "../worker/backend.js";
 import { WorkerEngine } from "../worker/engine.js";
 import { describeWeights } from "../worker/model/load_weights.js";
+import { countHardwareAdapters, listAdapters } from "../worker/webgpu_device.js";
 import { startLocalWorkers } from "./local_workers.js";
 
 export class RunDirError extends Error {
@@ -100,6 +101,21 @@ interface Workers {
   describe: string;
 }
 
+/**
+ * Hardware WebGPU adapters on this node, over which local workers are spread, where webgpu may be the
+ * workers' backend (chosen by the ladder or forced); 0 where the packages or a GPU are missing.
+ */
+async function localGpus(backend: string | undefined): Promise<number> {
+  if (backend !== undefined && backend !== "webgpu") return 0;
+  try {
+    const gpus = countHardwareAdapters(await listAdapters());
+    if (gpus > 0) log.info({ gpus }, "local workers spread over the node's GPUs");
+    return gpus;
+  } catch {
+    return 0;
+  }
+}
+
 /** Builds the run's worker pool from the options: in-process engines, local processes, a list or NATS. */
 async function openWorkers(
   opts: TrainOptions,
@@ -142,7 +158,7 @@ async function openWorkers(
       const pool = new WorkerPool([], { membership, connect, callTimeoutMs, params, speculation });
       return { pool, stop: closeThreads, describe: opts.workerAddresses?.length ? "static list" : "NATS" };
     }
-    const local = await startLocalWorkers({ count, backend });
+    const local = await startLocalWorkers({ count, backend, gpus: await localGpus(backend) });
     const membership = staticMembership(local.workers.map((w) => w.address));
     const pool = new WorkerPool([], { membership, connect, callTimeoutMs, params, speculation });
     return {
@@ -166,7 +182,10 @@ export async function train(opts: TrainOptions): Promise<Map<number, RunMetrics>
   if (opts.inProcess) {
     const backend = await selectBackend(opts.backend);
     backendName = backend.name;
-    log.info({ backend: backend.name, device: backend.device, skipped: backend.skipped }, "compute backend");
+    log.info(
+      { backend: backend.name, device: backend.device, adapter: backend.adapter, skipped: backend.skipped },
+      "compute backend",
+    );
   }
   const weights = await describeWeights(cfg.weights, {
     imgSize: cfg.img_size,

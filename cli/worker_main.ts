@@ -24,6 +24,8 @@ async function loadNats() {
 export interface WorkerCommandOptions {
   readonly listen: string;
   readonly backend?: string;
+  /** `--gpu N`: the Nth hardware WebGPU adapter. */
+  readonly gpu?: number;
   readonly name?: string;
   readonly tokenFile?: string;
   readonly tlsCert?: string;
@@ -69,6 +71,7 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
       paramsFeed,
       listen: o.listen,
       backend: o.backend,
+      gpu: o.gpu,
       name: o.name,
       tokenFile: o.tokenFile,
       dataThreads: o.dataThreads,
@@ -79,8 +82,8 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
           : undefined,
       signal: abort.signal,
       wrap: (engine) => metrics.instrument(engine),
-      onListening: async ({ address, backend, device }) => {
-        metrics.setInfo(backend, infloraVersion());
+      onListening: async ({ address, backend, device, adapter }) => {
+        metrics.setInfo(backend, infloraVersion(), adapter);
         process.send?.({ type: "listening", address });
         if (nats && o.nats) {
           const id = (o.name ?? `${os.hostname()}-${process.pid}`).replace(/[^A-Za-z0-9_=/.-]/g, "-");

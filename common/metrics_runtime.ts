@@ -5,6 +5,7 @@
  */
 import { collectDefaultMetrics, Gauge, type Registry } from "prom-client";
 import { packageVersion } from "./package_files.js";
+import type { GpuAdapter } from "./protocol.js";
 
 export const METRIC_PREFIX = "inflora_";
 
@@ -65,9 +66,23 @@ export function registerTfjsMemoryMetrics(registry: Registry): void {
   );
 }
 
-/** `inflora_info{role, backend, version}` = 1; replaced whole when the backend becomes known. */
+/**
+ * `inflora_info{role, backend, version}` = 1, plus `adapter_vendor`, `adapter_architecture`,
+ * `adapter_description` and `gpu` on a webgpu worker; replaced whole when the backend becomes known.
+ */
+const INFO_LABELS = [
+  "role",
+  "backend",
+  "version",
+  "adapter_vendor",
+  "adapter_architecture",
+  "adapter_description",
+  "gpu",
+] as const;
+type InfoLabel = (typeof INFO_LABELS)[number];
+
 export class InfoMetric {
-  private readonly gauge: Gauge<"role" | "backend" | "version">;
+  private readonly gauge: Gauge<InfoLabel>;
 
   constructor(
     registry: Registry,
@@ -75,16 +90,23 @@ export class InfoMetric {
   ) {
     this.gauge = new Gauge({
       name: `${METRIC_PREFIX}info`,
-      help: "Always 1; the labels name the process role, compute backend and inflora version",
-      labelNames: ["role", "backend", "version"],
+      help: "Always 1; the labels name the process role, compute backend, inflora version and a worker's GPU adapter",
+      labelNames: INFO_LABELS,
       registers: [registry],
     });
     this.set("unknown", infloraVersion());
   }
 
-  set(backend: string, version: string): void {
+  set(backend: string, version: string, adapter?: GpuAdapter): void {
     // One series per process: a changed backend must not leave the old one behind.
     this.gauge.reset();
-    this.gauge.set({ role: this.role, backend, version }, 1);
+    const labels: Partial<Record<InfoLabel, string>> = { role: this.role, backend, version };
+    if (adapter) {
+      labels.adapter_vendor = adapter.vendor;
+      labels.adapter_architecture = adapter.architecture;
+      labels.adapter_description = adapter.description;
+      if (adapter.gpu !== undefined) labels.gpu = String(adapter.gpu);
+    }
+    this.gauge.set(labels, 1);
   }
 }

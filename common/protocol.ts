@@ -22,12 +22,26 @@ export interface SetupRequest {
   readonly data: DataOptions;
 }
 
+/** What WebGPU tells of an adapter, as a worker reports it (run.json, worker_joined, the info series, the log). */
+export interface GpuAdapter {
+  readonly vendor: string;
+  readonly architecture: string;
+  readonly device: string;
+  readonly description: string;
+  /** True for CPU implementations (lavapipe/llvmpipe, SwiftShader): never chosen unless forced. */
+  readonly software: boolean;
+  /** With `--gpu N` (or spread by `train --workers N`): the index among the hardware adapters taken. */
+  readonly gpu?: number;
+}
+
 export interface SetupReply {
   readonly workerId: string;
   readonly protocolVersion: number;
   readonly weightsFingerprint: string;
   readonly backend: string;
   readonly device: string;
+  /** The WebGPU adapter the worker computes on (backend `webgpu` only). */
+  readonly adapter?: GpuAdapter;
   /** What the transport tells about this worker, for the event log (how its parameters travel, …). */
   readonly transport?: Readonly<Record<string, string | number | boolean>>;
 }

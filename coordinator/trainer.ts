@@ -195,6 +195,7 @@ export class Trainer {
           worker: m.id,
           backend: m.reply?.backend,
           device: m.reply?.device,
+          ...(m.reply?.adapter ? { adapter: m.reply.adapter } : {}),
           ...m.reply?.transport,
         }),
       failed: (m, reason) => this.events.emit("worker_failed", { worker: m.id, reason, status: m.status }),
@@ -515,6 +516,16 @@ export class Trainer {
       weights_sha256: this.input.weightsFingerprint,
       backend: this.input.backend,
       workers: this.input.pool.size,
+      // What each worker that set up computes on; workers joining later are in events.jsonl.
+      worker_devices: this.input.pool
+        .list()
+        .filter((m) => m.reply)
+        .map((m) => ({
+          worker: m.id,
+          backend: m.reply!.backend,
+          device: m.reply!.device,
+          ...(m.reply!.adapter ? { adapter: m.reply!.adapter } : {}),
+        })),
       versions: this.input.versions,
       started: new Date().toISOString(),
     });

@@ -21,7 +21,7 @@ import {
   type TrainStepResult,
   type WorkerClient,
 } from "../common/protocol.js";
-import { selectBackend } from "./backend.js";
+import { type BackendInfo, selectBackend } from "./backend.js";
 import type { LoaderDataset } from "./data/open_dataset.js";
 import { openDataset } from "./data/open_dataset.js";
 import { imagesToPatches } from "./model/layers.js";
@@ -60,7 +60,9 @@ export class WorkerEngine implements WorkerClient {
   private foldedFrom?: TaskState;
   private params?: LiveParams;
 
-  constructor(private readonly options: { backend?: string; dataThreads?: number; name?: string } = {}) {
+  constructor(
+    private readonly options: { backend?: string; gpu?: number; dataThreads?: number; name?: string } = {},
+  ) {
     this.name = options.name ?? `in-process:${this.workerId.slice(0, 8)}`;
   }
 
@@ -70,11 +72,11 @@ export class WorkerEngine implements WorkerClient {
         `protocol version ${req.protocolVersion} requested; this worker speaks ${PROTOCOL_VERSION}`,
       );
     }
-    const backend = await selectBackend(this.options.backend);
+    const backend = await selectBackend({ backend: this.options.backend, gpu: this.options.gpu });
     // Only the very same request keeps what is loaded: the same run and weights with other model or data
     // options (a resumed run whose config changed) must not compute with the old ones.
     if (this.setupReq && JSON.stringify(this.setupReq) === JSON.stringify(req)) {
-      return this.reply(backend.name, backend.device);
+      return this.reply(backend);
     }
     this.dispose();
     const weights = await loadWeights(req.weightsPath, { ...req.model });
@@ -86,16 +88,17 @@ export class WorkerEngine implements WorkerClient {
     this.model = new InfLoraVit(weights.cfg, weights.tensors);
     this.dataset = await openDataset({ ...req.data, threads: this.options.dataThreads ?? req.data.threads });
     this.setupReq = req;
-    return this.reply(backend.name, backend.device);
+    return this.reply(backend);
   }
 
-  private reply(backend: string, device: string): SetupReply {
+  private reply(backend: BackendInfo): SetupReply {
     return {
       workerId: this.workerId,
       protocolVersion: PROTOCOL_VERSION,
       weightsFingerprint: this.setupReq!.weightsFingerprint,
-      backend,
-      device,
+      backend: backend.name,
+      device: backend.device,
+      ...(backend.adapter ? { adapter: backend.adapter } : {}),
     };
   }
 
@@ -132,12 +135,12 @@ export class WorkerEngine implements WorkerClient {
           });
           return blocks;
         });
-        sums.forEach((t, i) => {
-          const v = t.dataSync();
+        const values = await Promise.all(sums.map((t) => t.data()));
+        tf.dispose(sums);
+        values.forEach((v, i) => {
           const a = acc[i];
           for (let k = 0; k < v.length; k++) a[k] += v[k];
         });
-        tf.dispose(sums);
         tokens += count * (this.patchesPerImage() + 1);
       }
       out.push({ index: shard.index, tokens, sums: acc.map((a) => Float32Array.from(a)) });
@@ -158,7 +161,7 @@ export class WorkerEngine implements WorkerClient {
       out.push({
         index: shard.index,
         count,
-        ...lossAndGrads(model, patches, count, shard.targets, live.BT, params),
+        ...(await lossAndGrads(model, patches, count, shard.targets, live.BT, params)),
       });
     }
     return out;
@@ -178,8 +181,9 @@ export class WorkerEngine implements WorkerClient {
         const f = model.features(x, count);
         return heads && !features ? tf.add(tf.matMul(f, heads.w, false, true), heads.b) : f;
       });
-      out.push({ index: shard.index, logits: logits.dataSync() as Float32Array });
+      const values = (await logits.data()) as Float32Array;
       logits.dispose();
+      out.push({ index: shard.index, logits: values });
     }
     return out;
   }

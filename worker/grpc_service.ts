@@ -153,7 +153,7 @@ export class WorkerGrpcService {
         { runId: req.runId, peer: call.getPeer(), backend: reply.backend, paramsSubscribed },
         "worker set up",
       );
-      return { ...reply, paramsSubscribed };
+      return { ...reply, adapter: reply.adapter, paramsSubscribed };
     } catch (err) {
       // The engine drops its old model before loading the new one: after a failed setup it holds nothing.
       if (!(err instanceof CallCancelled)) {

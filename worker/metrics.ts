@@ -10,7 +10,12 @@ import {
   registerProcessMetrics,
   registerTfjsMemoryMetrics,
 } from "../common/metrics_runtime.js";
-import { type MicroShard, StaleVersionError, type WorkerClient } from "../common/protocol.js";
+import {
+  type GpuAdapter,
+  type MicroShard,
+  StaleVersionError,
+  type WorkerClient,
+} from "../common/protocol.js";
 
 export type WorkerRpc = "setup" | "set_task_state" | "covariance" | "train_step" | "evaluate";
 /** `stale`: the coordinator named a version this worker lacks — normal after a restart, not a fault. */
@@ -66,8 +71,8 @@ export class WorkerMetrics {
     registerTfjsMemoryMetrics(this.registry);
   }
 
-  setInfo(backend: string, version: string): void {
-    this.info.set(backend, version);
+  setInfo(backend: string, version: string, adapter?: GpuAdapter): void {
+    this.info.set(backend, version, adapter);
   }
 
   observeRpc(rpc: WorkerRpc, seconds: number, outcome: RpcOutcome): void {

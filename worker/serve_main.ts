@@ -5,7 +5,7 @@
  */
 import type { ServerTlsOptions } from "../common/grpc_security.js";
 import { log } from "../common/log.js";
-import type { WorkerClient } from "../common/protocol.js";
+import type { GpuAdapter, WorkerClient } from "../common/protocol.js";
 import { selectBackend } from "./backend.js";
 import { WorkerEngine } from "./engine.js";
 import { serveWorker } from "./grpc_server.js";
@@ -14,8 +14,10 @@ import type { ParamsFeed } from "./nats_params.js";
 export interface RunWorkerServerOptions {
   /** `host:port` (IPv6: `[addr]:port`); port 0 picks a free port (see onListening). */
   readonly listen: string;
-  /** Compute backend (`node-gpu`, `node`, `wasm`, `cpu`); default: the first that works. */
+  /** Compute backend (`node-gpu`, `webgpu`, `node`, `blas`, `wasm`, `cpu`); default: the first that works. */
   readonly backend?: string;
+  /** `--gpu N`: the Nth hardware WebGPU adapter. */
+  readonly gpu?: number;
   /** Decode/augment threads of the data loader; default: the request's, else all cores. */
   readonly dataThreads?: number;
   /** The worker's name in logs. */
@@ -32,7 +34,13 @@ export interface RunWorkerServerOptions {
   /** Stops the server like SIGTERM does (tests, embedding). */
   readonly signal?: AbortSignal;
   /** Called once listening: how a parent that asked for port 0 learns the port. */
-  readonly onListening?: (info: { address: string; port: number; backend: string; device: string }) => void;
+  readonly onListening?: (info: {
+    address: string;
+    port: number;
+    backend: string;
+    device: string;
+    adapter?: GpuAdapter;
+  }) => void;
   /** Wraps the engine before it is served (request metrics). */
   readonly wrap?: (engine: WorkerClient) => WorkerClient;
   /** Parameters the coordinator publishes on NATS (with --nats). */
@@ -42,9 +50,17 @@ export interface RunWorkerServerOptions {
 /** Serves until SIGTERM, SIGINT or `signal`; resolves after the graceful shutdown. */
 export async function runWorkerServer(opts: RunWorkerServerOptions): Promise<void> {
   // Initialise the backend before listening: a bad --backend fails here, not at the first Setup.
-  const backend = await selectBackend(opts.backend);
-  log.info({ backend: backend.name, device: backend.device, skipped: backend.skipped }, "compute backend");
-  const engine = new WorkerEngine({ backend: backend.name, dataThreads: opts.dataThreads, name: opts.name });
+  const backend = await selectBackend({ backend: opts.backend, gpu: opts.gpu });
+  log.info(
+    { backend: backend.name, device: backend.device, adapter: backend.adapter, skipped: backend.skipped },
+    "compute backend",
+  );
+  const engine = new WorkerEngine({
+    backend: backend.name,
+    gpu: opts.gpu,
+    dataThreads: opts.dataThreads,
+    name: opts.name,
+  });
   let server: Awaited<ReturnType<typeof serveWorker>>;
   try {
     server = await serveWorker({
@@ -72,6 +88,7 @@ export async function runWorkerServer(opts: RunWorkerServerOptions): Promise<voi
     port: server.port,
     backend: backend.name,
     device: backend.device,
+    adapter: backend.adapter,
   });
 
   const why = await new Promise<string>((resolve) => {

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { Option } from "commander";
+import { InvalidArgumentError, Option } from "commander";
 import { BACKEND_NAMES } from "../../worker/backend_names.js";
 import { duration, positiveInt } from "./train.js";
 
@@ -12,6 +12,15 @@ export function registerWorker(program: Command): void {
       new Option("--backend <name>", "compute backend (default: first available)").choices([
         ...BACKEND_NAMES,
       ]),
+    )
+    .option(
+      "--gpu <n>",
+      "use the Nth hardware GPU (WebGPU adapter, from 0) for the webgpu backend",
+      (v: string) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("expected a GPU index 0, 1, …");
+        return n;
+      },
     )
     .option("--name <name>", "worker name in logs and its NATS lease id (default: hostname-pid)")
     .option(
@@ -41,6 +50,7 @@ export function registerWorker(program: Command): void {
       `
 Examples:
   $ inflora worker --listen 127.0.0.1:7001
+  $ inflora worker --listen 0.0.0.0:50052 --backend webgpu --gpu 1
   $ inflora worker --listen 0.0.0.0:50051 --token-file /var/run/inflora/token --metrics-port 9464 \\
       --nats nats://nats:4222 --advertise 10.0.3.7:50051`,
     )

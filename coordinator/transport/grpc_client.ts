@@ -225,10 +225,18 @@ export class GrpcWorkerClient implements WorkerClient {
     this.run = { runId: req.runId, D: req.model.embedDim, depth: req.model.depth };
     this.workerId = reply.workerId;
     this.paramsSubscribed = this.published !== undefined && reply.paramsSubscribed === true;
-    const { workerId, protocolVersion, weightsFingerprint, backend, device } = reply;
+    const { workerId, protocolVersion, weightsFingerprint, backend, device, adapter } = reply;
     // Whether the worker takes each step's parameters from the NATS publish (else one gRPC copy each).
     const transport = { params_over_nats: this.paramsSubscribed };
-    return { workerId, protocolVersion, weightsFingerprint, backend, device, transport };
+    return {
+      workerId,
+      protocolVersion,
+      weightsFingerprint,
+      backend,
+      device,
+      ...(adapter ? { adapter } : {}),
+      transport,
+    };
   }
 
   async setTaskState(state: TaskState): Promise<void> {

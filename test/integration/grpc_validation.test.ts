@@ -467,6 +467,7 @@ describe("malformed replies (from a rogue server)", () => {
           weightsFingerprint: call.request.weightsFingerprint,
           backend: "x",
           device: "x",
+          adapter: undefined,
           paramsSubscribed: false,
         }),
       setTaskState: unimplemented,

@@ -14,7 +14,7 @@ import { run } from "./ops_tools.js";
 
 const ROOT = path.join(import.meta.dirname, "../..");
 const DOCKER = path.join(ROOT, "deploy/docker");
-const DOCKERFILES = ["Dockerfile.gpu", "Dockerfile.cpu"];
+const DOCKERFILES = ["Dockerfile.gpu", "Dockerfile.webgpu", "Dockerfile.cpu"];
 const execFileP = promisify(execFile);
 
 /** Instructions with their continuation lines joined, comments dropped. */
@@ -114,6 +114,34 @@ describe("Dockerfiles", () => {
       expect(text).toContain("USER 1000:1000");
       expect(text).toContain("ARG TFJS_NODE_CDN_STORAGE=");
     }
+  });
+});
+
+describe("the webgpu GPU image", () => {
+  const text = readFileSync(path.join(DOCKER, "Dockerfile.webgpu"), "utf8");
+  const steps = instructions(path.join(DOCKER, "Dockerfile.webgpu"));
+  const lastFrom = steps.map((i) => i.startsWith("FROM ")).lastIndexOf(true);
+  const runtime = steps.slice(lastFrom);
+
+  it("carries the Vulkan loader and asks the NVIDIA toolkit for the graphics capability", () => {
+    expect(runtime.some((i) => /^RUN .*apt-get install .*\blibvulkan1\b/.test(i))).toBe(true);
+    const env = runtime.filter((i) => i.startsWith("ENV ")).join(" ");
+    expect(env).toMatch(/NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics\b/);
+    expect(env).toMatch(/INFLORA_BACKEND=webgpu\b/);
+  });
+
+  it("has no libtensorflow and keeps Dawn's binary and the tfjs webgpu backend", () => {
+    expect(text).not.toMatch(/install-tfjs-native/);
+    const install = steps.find((i) => i.startsWith("RUN npm ci"))!;
+    expect(install).toContain(
+      "rm -rf node_modules/@tensorflow/tfjs-node-gpu node_modules/@tensorflow/tfjs-node",
+    );
+    expect(install).toContain("test -f node_modules/webgpu/dist/linux-x64/dawn.node");
+  });
+
+  it("builds on a base whose glibc and libstdc++ load dawn.node (bookworm, not the CUDA 11.2 Ubuntu 20.04 base)", () => {
+    expect(text).toContain("ARG NODE_IMAGE=node:20-bookworm-slim");
+    expect(text).not.toMatch(/nvidia\/cuda/);
   });
 });
 

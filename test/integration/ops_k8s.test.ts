@@ -190,6 +190,13 @@ describe("Kubernetes manifests", () => {
       );
       const gpus = c.resources.limits?.["nvidia.com/gpu"];
       expect(gpus, overlay).toBe(overlay === "cpu" ? undefined : 1);
+      if (overlay !== "cpu") {
+        // The GPU overlays run the webgpu image (no libtensorflow): Dawn needs the driver's Vulkan ICD.
+        const env = Object.fromEntries(c.env.map((e: Obj) => [e.name, e.value]));
+        expect(env.INFLORA_BACKEND, overlay).toBe("webgpu");
+        expect(env.NVIDIA_DRIVER_CAPABILITIES, overlay).toBe("compute,utility,graphics");
+        expect(c.image, overlay).toBe("registry.example.com/inflora:0.1.0-webgpu");
+      }
     }
   });
 

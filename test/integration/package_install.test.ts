@@ -102,9 +102,9 @@ describe("npm install ./inflora-*.tgz in an empty folder", () => {
       [`file:${path.join(user, pack.filename)}`]: true,
       "@tensorflow/tfjs-node": true,
       "@tensorflow/tfjs-node-gpu": true,
+      webgpu: false,
       protobufjs: false,
       "core-js": false,
-      webgpu: false,
     };
     writeFileSync(
       path.join(user, "package.json"),

@@ -18,13 +18,18 @@ function run(arg: string, env: Record<string, string> = {}): Record<string, unkn
 describe("backend selection", () => {
   it("falls back past the native packages to an available backend and says why", () => {
     const info = run("");
-    expect(["node-gpu", "node", "blas", "wasm", "cpu"]).toContain(info.name);
+    expect(["node-gpu", "webgpu", "node", "blas", "wasm", "cpu"]).toContain(info.name);
     if (info.name === "blas" || info.name === "wasm") {
-      // On a machine without libtensorflow both native packages were tried and skipped; wasm is chosen
-      // only when the OpenBLAS addon is not built (passed over without counting as a failure).
-      expect((info.skipped as string[]).length).toBe(2);
-      expect((info.skipped as string[])[0]).toMatch(/tfjs-node-gpu/);
-      expect((info.skipped as string[])[1]).toMatch(/tfjs-node\b/);
+      // On a machine without libtensorflow and without a hardware GPU adapter, tfjs-node-gpu, webgpu and
+      // tfjs-node were tried and skipped; wasm is chosen only when the OpenBLAS addon is not built (passed
+      // over without counting as a failure).
+      const skipped = info.skipped as string[];
+      expect(skipped.length).toBe(3);
+      expect(skipped[0]).toMatch(/tfjs-node-gpu/);
+      // Passed over with the reason: a software adapter (named by vendor and description), no adapter, or
+      // the optional packages missing.
+      expect(skipped[1]).toMatch(/^webgpu/);
+      expect(skipped[2]).toMatch(/tfjs-node\b/);
     }
   });
 

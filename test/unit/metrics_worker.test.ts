@@ -55,6 +55,24 @@ describe("WorkerMetrics", () => {
     expect(text).toContain('inflora_worker_requests_total{rpc="setup",outcome="ok"} 0');
   });
 
+  it("names a webgpu worker's adapter in its one info series", async () => {
+    const m = new WorkerMetrics({ processMetrics: false });
+    m.setInfo("wasm", "0.1.0");
+    m.setInfo("webgpu", "0.1.0", {
+      vendor: "nvidia",
+      architecture: "ampere",
+      device: "",
+      description: "NVIDIA A100-SXM4-80GB",
+      software: false,
+      gpu: 1,
+    });
+    const text = await m.registry.metrics();
+    expect(text).toContain(
+      'inflora_info{role="worker",backend="webgpu",version="0.1.0",adapter_vendor="nvidia",adapter_architecture="ampere",adapter_description="NVIDIA A100-SXM4-80GB",gpu="1"} 1',
+    );
+    expect(text.match(/^inflora_info\{/gm)).toHaveLength(1);
+  });
+
   it("reports tfjs memory once tfjs is loaded in the process", async () => {
     const tf = await import("@tensorflow/tfjs-core");
     await import("@tensorflow/tfjs-backend-cpu");

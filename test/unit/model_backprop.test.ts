@@ -32,12 +32,42 @@ const classes = 5;
 const count = 4;
 
 const POLICIES: ComputePolicy[] = [
-  { perImage: false, explicitTransposes: false, fastGelu: false, maxTrainImagesPerPass: Infinity },
-  { perImage: true, explicitTransposes: true, fastGelu: true, maxTrainImagesPerPass: Infinity },
-  { perImage: true, explicitTransposes: false, fastGelu: false, maxTrainImagesPerPass: Infinity },
-  { perImage: false, explicitTransposes: true, fastGelu: true, maxTrainImagesPerPass: Infinity },
+  {
+    perImage: false,
+    explicitTransposes: false,
+    fastGelu: false,
+    maxTrainImagesPerPass: Infinity,
+    syncReadback: true,
+  },
+  {
+    perImage: true,
+    explicitTransposes: true,
+    fastGelu: true,
+    maxTrainImagesPerPass: Infinity,
+    syncReadback: true,
+  },
+  {
+    perImage: true,
+    explicitTransposes: false,
+    fastGelu: false,
+    maxTrainImagesPerPass: Infinity,
+    syncReadback: true,
+  },
+  {
+    perImage: false,
+    explicitTransposes: true,
+    fastGelu: true,
+    maxTrainImagesPerPass: Infinity,
+    syncReadback: true,
+  },
   // Passes of 3 images for a micro-shard of 4: a pass of 3, then one of 1.
-  { perImage: false, explicitTransposes: false, fastGelu: false, maxTrainImagesPerPass: 3 },
+  {
+    perImage: false,
+    explicitTransposes: false,
+    fastGelu: false,
+    maxTrainImagesPerPass: 3,
+    syncReadback: true,
+  },
 ];
 const label = (p: ComputePolicy) =>
   `perImage=${p.perImage} explicitTransposes=${p.explicitTransposes} fastGelu=${p.fastGelu} passes≤${p.maxTrainImagesPerPass}`;
@@ -162,7 +192,7 @@ describe("hand-written model passes", () => {
   };
 
   for (const policy of POLICIES) {
-    it(`match the plain formulation and its autodiff (${label(policy)})`, () => {
+    it(`match the plain formulation and its autodiff (${label(policy)})`, async () => {
       const model = new InfLoraVit(cfg, c.weights, { policy });
       model.setFinishedAdapters([c.finished]);
       const BT = c.B.map((b) => tf.tidy(() => tf.transpose(tf.tensor2d(b, [r, D])) as tf.Tensor2D));
@@ -176,7 +206,7 @@ describe("hand-written model passes", () => {
       const logits = tf.tidy(() => headLogits(model, patchRows(), count, BT, p));
       expect(relErr(logits.dataSync(), plainOut.logits), "logits").toBeLessThan(2e-6);
       logits.dispose();
-      const out = lossAndGrads(model, c.patches, count, c.targets, BT, p);
+      const out = await lossAndGrads(model, c.patches, count, c.targets, BT, p);
       expect(Math.abs(out.lossSum - plainOut.loss) / plainOut.loss, "loss").toBeLessThan(2e-6);
       for (let i = 0; i < cfg.depth; i++) {
         expect(relErr(out.gradAk[i], plainOut.grads[i]), `A_k block ${i}`).toBeLessThan(1e-5);
@@ -185,7 +215,7 @@ describe("hand-written model passes", () => {
       expect(relErr(out.gradHeadW, plainOut.grads[2 * cfg.depth]), "head weight").toBeLessThan(1e-5);
       expect(relErr(out.gradHeadB, plainOut.grads[2 * cfg.depth + 1]), "head bias").toBeLessThan(1e-5);
       // The live fold is cached across calls with the same adapter tensors: nothing else stays behind.
-      lossAndGrads(model, c.patches, count, c.targets, BT, p);
+      await lossAndGrads(model, c.patches, count, c.targets, BT, p);
       // Per block: B, and W_k, W_vᵀ, W_v per head.
       expect(tf.memory().numTensors).toBe(before + cfg.depth * (1 + 3 * cfg.numHeads));
       tf.dispose([...BT, ...p.AkT, ...p.AvT, p.headW, p.headB]);

@@ -82,14 +82,14 @@ class GradientSums {
  * passes go through in order and their gradients are summed in float64, so a micro-shard's result does not
  * depend on anything but its images and the backend.
  */
-export function lossAndGrads(
+export async function lossAndGrads(
   model: InfLoraVit,
   patches: Float32Array,
   count: number,
   targets: Int32Array,
   BT: readonly tf.Tensor2D[],
   p: Trainables,
-): ShardGradients {
+): Promise<ShardGradients> {
   const { cfg } = model;
   const depth = BT.length;
   const classes = p.headB.shape[0];
@@ -107,18 +107,21 @@ export function lossAndGrads(
       const x = tf.tensor2d(rows, [n * rowsPerImage, patchLen]);
       return trainingPass(view, x, n, tf.tensor2d(onehot, [n, classes]), p.headW, p.headB);
     });
-    sums.lossSum += out.lossSum.dataSync()[0];
-    const logits = out.logits.dataSync();
+    // Asynchronous reads: a GPU backend (webgpu) has no synchronous readback.
+    const [lossSum, logits, dHeadW, dHeadB, ...dA] = (await Promise.all(
+      [out.lossSum, out.logits, out.dHeadW, out.dHeadB, ...out.dAkT, ...out.dAvT].map((t) => t.data()),
+    )) as Float32Array[];
+    tf.dispose([out.lossSum, out.logits, ...out.dAkT, ...out.dAvT, out.dHeadW, out.dHeadB]);
+    sums.lossSum += lossSum[0];
     for (let b = 0; b < n; b++) {
       if (argMax(logits.subarray(b * classes, (b + 1) * classes)) === targets[start + b]) sums.correct++;
     }
     for (let i = 0; i < depth; i++) {
-      sums.addTransposed(sums.ak[i], out.dAkT[i].dataSync() as Float32Array);
-      sums.addTransposed(sums.av[i], out.dAvT[i].dataSync() as Float32Array);
+      sums.addTransposed(sums.ak[i], dA[i]);
+      sums.addTransposed(sums.av[i], dA[depth + i]);
     }
-    sums.add(sums.headW, out.dHeadW.dataSync() as Float32Array);
-    sums.add(sums.headB, out.dHeadB.dataSync() as Float32Array);
-    tf.dispose([out.lossSum, out.logits, ...out.dAkT, ...out.dAvT, out.dHeadW, out.dHeadB]);
+    sums.add(sums.headW, dHeadW);
+    sums.add(sums.headB, dHeadB);
   }
   return sums.output();
 }

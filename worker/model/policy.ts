@@ -3,7 +3,8 @@
  * dimension) reaches XNNPACK; batched and flagged matmuls run a scalar loop about ten times slower. So on
  * wasm a pass runs one image at a time (attention becomes per-head 2-D matmuls) and transposes are
  * materialised; every other backend (tensorflow, the OpenBLAS-backed blas backend, cpu) keeps batched
- * matmuls with transpose flags, which they run well and in fewer kernel launches.
+ * matmuls with transpose flags, which they run well and in fewer kernel launches. webgpu (a GPU, or
+ * lavapipe) takes a micro-shard in one batched pass, like tfjs-node-gpu.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { numTokens, type VitConfig } from "../../common/vit_config.js";
@@ -20,6 +21,12 @@ export interface ComputePolicy {
    * passes whose gradients are summed in float64. Bounds the saved activations on CPU backends.
    */
   readonly maxTrainImagesPerPass: number;
+  /**
+   * The backend can read a tensor back synchronously. webgpu cannot (tfjs's readSync there needs a
+   * browser canvas), so host-side steps that would (the backend float32 fold of finished adapters) take
+   * their host path instead.
+   */
+  readonly syncReadback: boolean;
 }
 
 /**
@@ -49,6 +56,7 @@ export function defaultPolicy(cfg: VitConfig): ComputePolicy {
     maxTrainImagesPerPass: cpu
       ? Math.max(1, Math.floor(CPU_PASS_ACTIVATIONS / perImageActivations))
       : Number.POSITIVE_INFINITY,
+    syncReadback: backend !== "webgpu",
   };
 }
 

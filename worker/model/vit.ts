@@ -139,9 +139,9 @@ export class InfLoraVit {
   setFinishedAdapters(sets: readonly AdapterSet[]): void {
     const D = this.cfg.embedDim;
     this.disposeLive();
+    const product = this.policy().syncReadback ? productOnBackend : undefined;
     for (let i = 0; i < this.cfg.depth; i++) {
-      const fold = (base: Float32Array, which: Projection) =>
-        foldAdapters(base, D, sets, i, which, productOnBackend);
+      const fold = (base: Float32Array, which: Projection) => foldAdapters(base, D, sets, i, which, product);
       const kv = keyValueHeads(
         fold(this.baseK[i], "k"),
         fold(this.baseV[i], "v"),

@@ -85,6 +85,20 @@ export interface SetupResponse {
   device: string;
   /** The worker takes parameters from SetupRequest.params_subject when a TrainStep names their digest. */
   paramsSubscribed: boolean;
+  /** The WebGPU adapter the worker computes on (backend "webgpu" only). */
+  adapter: GpuAdapter | undefined;
+}
+
+/** What WebGPU tells of an adapter; informative (logs, events, run.json), never trusted. */
+export interface GpuAdapter {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** A CPU implementation (lavapipe, SwiftShader). */
+  software: boolean;
+  /** The index among the node's hardware adapters the worker took (--gpu N); absent when not chosen by index. */
+  gpu?: number | undefined;
 }
 
 /** Drops the worker's model and caches (the process keeps serving and accepts a new Setup). */
@@ -523,7 +537,15 @@ export const SetupRequest: MessageFns<SetupRequest> = {
 };
 
 function createBaseSetupResponse(): SetupResponse {
-  return { workerId: "", protocolVersion: 0, weightsFingerprint: "", backend: "", device: "", paramsSubscribed: false };
+  return {
+    workerId: "",
+    protocolVersion: 0,
+    weightsFingerprint: "",
+    backend: "",
+    device: "",
+    paramsSubscribed: false,
+    adapter: undefined,
+  };
 }
 
 export const SetupResponse: MessageFns<SetupResponse> = {
@@ -545,6 +567,9 @@ export const SetupResponse: MessageFns<SetupResponse> = {
     }
     if (message.paramsSubscribed !== false) {
       writer.uint32(48).bool(message.paramsSubscribed);
+    }
+    if (message.adapter !== undefined) {
+      GpuAdapter.encode(message.adapter, writer.uint32(58).fork()).join();
     }
     return writer;
   },
@@ -608,6 +633,115 @@ export const SetupResponse: MessageFns<SetupResponse> = {
             }
 
             message.paramsSubscribed = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.adapter = GpuAdapter.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+};
+
+function createBaseGpuAdapter(): GpuAdapter {
+  return { vendor: "", architecture: "", device: "", description: "", software: false, gpu: undefined };
+}
+
+export const GpuAdapter: MessageFns<GpuAdapter> = {
+  encode(message: GpuAdapter, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.vendor !== "") {
+      writer.uint32(10).string(message.vendor);
+    }
+    if (message.architecture !== "") {
+      writer.uint32(18).string(message.architecture);
+    }
+    if (message.device !== "") {
+      writer.uint32(26).string(message.device);
+    }
+    if (message.description !== "") {
+      writer.uint32(34).string(message.description);
+    }
+    if (message.software !== false) {
+      writer.uint32(40).bool(message.software);
+    }
+    if (message.gpu !== undefined) {
+      writer.uint32(48).uint32(message.gpu);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GpuAdapter {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGpuAdapter();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.vendor = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.architecture = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.device = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.description = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.software = reader.bool();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.gpu = reader.uint32();
             continue;
           }
         }
