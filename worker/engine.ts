@@ -24,6 +24,7 @@ import {
 import { selectBackend } from "./backend.js";
 import type { LoaderDataset } from "./data/open_dataset.js";
 import { openDataset } from "./data/open_dataset.js";
+import { covarianceSum } from "./model/covariance.js";
 import { imagesToPatches } from "./model/layers.js";
 import { loadWeights } from "./model/load_weights.js";
 import { lossAndGrads } from "./model/objective.js";
@@ -108,7 +109,7 @@ export class WorkerEngine implements WorkerClient {
   }
 
   async covariance(req: CovarianceRequest): Promise<CovarianceResult[]> {
-    const model = this.activate(req.stateVersion);
+    const model = await this.activate(req.stateVersion);
     const D = model.cfg.embedDim;
     const out: CovarianceResult[] = [];
     for (const shard of req.shards) {
@@ -124,22 +125,23 @@ export class WorkerEngine implements WorkerClient {
       for (let s = 0; s < n; s += step) {
         if (s + step < n) this.prefetch(part(s + step));
         const { patches, count } = await this.loadShard(part(s));
-        const sums = tf.tidy(() => {
+        // Every block's xᵀx stacked on the device and read back once per forward pass.
+        const stacked = tf.tidy(() => {
           const blocks: tf.Tensor2D[] = new Array(model.depth);
           const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
           model.features(x, count, {
             collect: (i, h) => {
-              blocks[i] = tf.matMul(tf.transpose(h) as tf.Tensor2D, h);
+              blocks[i] = covarianceSum(h);
             },
           });
-          return blocks;
+          return tf.stack(blocks);
         });
-        sums.forEach((t, i) => {
-          const v = t.dataSync();
-          const a = acc[i];
-          for (let k = 0; k < v.length; k++) a[k] += v[k];
+        const v = (await stacked.data()) as Float32Array;
+        stacked.dispose();
+        acc.forEach((a, i) => {
+          const block = v.subarray(i * D * D, (i + 1) * D * D);
+          for (let k = 0; k < block.length; k++) a[k] += block[k];
         });
-        tf.dispose(sums);
         tokens += count * (this.patchesPerImage() + 1);
       }
       out.push({ index: shard.index, tokens, sums: acc.map((a) => Float32Array.from(a)) });
@@ -148,7 +150,7 @@ export class WorkerEngine implements WorkerClient {
   }
 
   async trainStep(req: TrainStepRequest): Promise<TrainStepResult[]> {
-    const model = this.activate(req.stateVersion);
+    const model = await this.activate(req.stateVersion);
     const live = this.live!;
     if (!live.BT) throw new Error(`state version ${req.stateVersion} has no adapter under training`);
     const params = this.setParams(req.params);
@@ -160,14 +162,14 @@ export class WorkerEngine implements WorkerClient {
       out.push({
         index: shard.index,
         count,
-        ...lossAndGrads(model, patches, count, shard.targets, live.BT, params),
+        ...(await lossAndGrads(model, patches, count, shard.targets, live.BT, params)),
       });
     }
     return out;
   }
 
   async evaluate(req: EvalRequest): Promise<EvalResult[]> {
-    const model = this.activate(req.stateVersion);
+    const model = await this.activate(req.stateVersion);
     const heads = this.live!.heads;
     if (!heads) throw new Error(`state version ${req.stateVersion} has no heads to evaluate`);
     const out: EvalResult[] = [];
@@ -178,7 +180,7 @@ export class WorkerEngine implements WorkerClient {
         const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
         return tf.add(tf.matMul(model.features(x, count), heads.w, false, true), heads.b);
       });
-      out.push({ index: shard.index, logits: logits.dataSync() as Float32Array });
+      out.push({ index: shard.index, logits: (await logits.data()) as Float32Array });
       logits.dispose();
     }
     return out;
@@ -189,7 +191,7 @@ export class WorkerEngine implements WorkerClient {
   }
 
   /** Makes the model match a state version: folds its finished adapters, uploads its B and heads. */
-  private activate(version: number): InfLoraVit {
+  private async activate(version: number): Promise<InfLoraVit> {
     const model = this.model;
     if (!model) throw new WorkerSetupError("worker used before setup");
     if (this.live?.state.version === version) return model;
@@ -197,7 +199,7 @@ export class WorkerEngine implements WorkerClient {
     if (!state) throw new StaleVersionError("state", version);
     this.disposeLive();
     if (!this.foldedFrom || !sameAdapters(this.foldedFrom, state)) {
-      model.setFinishedAdapters(state.finished);
+      await model.setFinishedAdapters(state.finished);
       this.foldedFrom = state;
     }
     const D = model.cfg.embedDim;

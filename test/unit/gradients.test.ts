@@ -21,7 +21,7 @@ describe("training gradients", () => {
     await selectBackend("cpu");
   });
 
-  it("match central finite differences for A_k, A_v and the head", () => {
+  it("match central finite differences for A_k, A_v and the head", async () => {
     const model = new InfLoraVit(cfg, randomWeights(cfg, 1));
     const images = randomArray(count * 3 * cfg.imgSize * cfg.imgSize, 2, 0.5).map((v) => v + 0.5);
     const patches = imagesToPatches(images, count, 3, cfg.imgSize, cfg.patchSize);
@@ -61,7 +61,7 @@ describe("training gradients", () => {
       return sum;
     };
     const p = trainables();
-    const out = lossAndGrads(model, patches, count, targets, BT, p);
+    const out = await lossAndGrads(model, patches, count, targets, BT, p);
     dispose(p);
     expect(out.lossSum).toBeCloseTo(loss(), 4);
 

@@ -162,9 +162,9 @@ describe("hand-written model passes", () => {
   };
 
   for (const policy of POLICIES) {
-    it(`match the plain formulation and its autodiff (${label(policy)})`, () => {
+    it(`match the plain formulation and its autodiff (${label(policy)})`, async () => {
       const model = new InfLoraVit(cfg, c.weights, { policy });
-      model.setFinishedAdapters([c.finished]);
+      await model.setFinishedAdapters([c.finished]);
       const BT = c.B.map((b) => tf.tidy(() => tf.transpose(tf.tensor2d(b, [r, D])) as tf.Tensor2D));
       const p: Trainables = {
         AkT: c.Ak.map(aT),
@@ -176,7 +176,7 @@ describe("hand-written model passes", () => {
       const logits = tf.tidy(() => headLogits(model, patchRows(), count, BT, p));
       expect(relErr(logits.dataSync(), plainOut.logits), "logits").toBeLessThan(2e-6);
       logits.dispose();
-      const out = lossAndGrads(model, c.patches, count, c.targets, BT, p);
+      const out = await lossAndGrads(model, c.patches, count, c.targets, BT, p);
       expect(Math.abs(out.lossSum - plainOut.loss) / plainOut.loss, "loss").toBeLessThan(2e-6);
       for (let i = 0; i < cfg.depth; i++) {
         expect(relErr(out.gradAk[i], plainOut.grads[i]), `A_k block ${i}`).toBeLessThan(1e-5);
@@ -185,7 +185,7 @@ describe("hand-written model passes", () => {
       expect(relErr(out.gradHeadW, plainOut.grads[2 * cfg.depth]), "head weight").toBeLessThan(1e-5);
       expect(relErr(out.gradHeadB, plainOut.grads[2 * cfg.depth + 1]), "head bias").toBeLessThan(1e-5);
       // The live fold is cached across calls with the same adapter tensors: nothing else stays behind.
-      lossAndGrads(model, c.patches, count, c.targets, BT, p);
+      await lossAndGrads(model, c.patches, count, c.targets, BT, p);
       // Per block: B, and W_k, W_vᵀ, W_v per head.
       expect(tf.memory().numTensors).toBe(before + cfg.depth * (1 + 3 * cfg.numHeads));
       tf.dispose([...BT, ...p.AkT, ...p.AvT, p.headW, p.headB]);
@@ -193,10 +193,11 @@ describe("hand-written model passes", () => {
     });
   }
 
-  it("collects every block's attention input and the same features under every policy", () => {
-    const results = POLICIES.map((policy) => {
+  it("collects every block's attention input and the same features under every policy", async () => {
+    const results = [];
+    for (const policy of POLICIES) {
       const model = new InfLoraVit(cfg, c.weights, { policy });
-      model.setFinishedAdapters([c.finished]);
+      await model.setFinishedAdapters([c.finished]);
       const cov: Float32Array[] = [];
       const feats = tf.tidy(() =>
         model.features(patchRows(), count, {
@@ -209,19 +210,19 @@ describe("hand-written model passes", () => {
       const out = { feats: feats.dataSync(), cov };
       feats.dispose();
       model.dispose();
-      return out;
-    });
+      results.push(out);
+    }
     for (const r of results.slice(1)) {
       expect(relErr(r.feats, results[0].feats)).toBeLessThan(2e-6);
       for (let i = 0; i < cfg.depth; i++) expect(relErr(r.cov[i], results[0].cov[i])).toBeLessThan(2e-6);
     }
   });
 
-  it("refolds finished adapters from the base weights, not on top of an earlier fold", () => {
+  it("refolds finished adapters from the base weights, not on top of an earlier fold", async () => {
     const fresh = new InfLoraVit(cfg, c.weights);
     const refolded = new InfLoraVit(cfg, c.weights);
-    refolded.setFinishedAdapters([c.finished]);
-    refolded.setFinishedAdapters([]);
+    await refolded.setFinishedAdapters([c.finished]);
+    await refolded.setFinishedAdapters([]);
     const [a, b] = [fresh, refolded].map((m) => {
       const f = tf.tidy(() => m.features(patchRows(), count));
       const d = f.dataSync();

@@ -289,9 +289,9 @@ describe("a training step on the blas backend", () => {
         headB: tf.tensor1d(randomArray(4, 41, 0.3)),
       };
       // The first step may build lasting per-model tensors; later steps must not add any.
-      const out = lossAndGrads(model, patches, count, targets, BT, p);
+      const out = await lossAndGrads(model, patches, count, targets, BT, p);
       const before = tf.memory().numTensors;
-      const again = lossAndGrads(model, patches, count, targets, BT, p);
+      const again = await lossAndGrads(model, patches, count, targets, BT, p);
       expect(tf.memory().numTensors).toBe(before);
       expect(again.lossSum).toBe(out.lossSum);
       tf.dispose([...BT, ...p.AkT, ...p.AvT, p.headW, p.headB]);

@@ -36,7 +36,9 @@ export function layerNormForward(
   eps = LAYER_NORM_EPS,
 ): { y: tf.Tensor2D; saved: LayerNormSaved } {
   if (hasFusedKernel(FUSED_KERNELS.layerNorm)) {
-    return { y: runFusedKernel(FUSED_KERNELS.layerNorm, { x, gamma, beta }, { eps }), saved: { x, eps } };
+    // A clone shares x's data: the caller may dispose x (vit_backprop.ts frees each block's input).
+    const y = runFusedKernel<tf.Tensor2D>(FUSED_KERNELS.layerNorm, { x, gamma, beta }, { eps });
+    return { y, saved: { x: tf.clone(x), eps } };
   }
   return layerNormChain(x, gamma, beta, eps);
 }
