@@ -6,7 +6,8 @@
  * Writes CHILD_TAG-prefixed JSON lines (ChildMessage) to stdout.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { selectBackend } from "../worker/backend.js";
+import { countBackendWork } from "../worker/backend_counters.js";
+import { startBenchBackend } from "./step_backend.js";
 import {
   CHILD_TAG,
   type ChildJob,
@@ -42,15 +43,15 @@ interface Prepared {
   readonly setupRssMiB: number;
 }
 
-function prepare(job: ChildJob): Prepared {
+async function prepare(job: ChildJob): Promise<Prepared> {
   const t0 = performance.now();
-  const m = buildBenchModel(modelById(job.model));
+  const m = await buildBenchModel(modelById(job.model));
   // The host copy of the weights is garbage now; drop it before measuring the resident set.
   (globalThis as { gc?: () => void }).gc?.();
   return { m, setupSeconds: (performance.now() - t0) / 1000, setupRssMiB: rssMiB() };
 }
 
-function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
+async function measure(job: ChildJob, p: Prepared, workload: Workload): Promise<Measurement> {
   const { m } = p;
   const { spec } = m;
   const timedMbs = microBatches(m, spec.batch, job.microBatch);
@@ -62,7 +63,7 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
   const step = STEPS[workload];
 
   const w0 = performance.now();
-  if (warmMbs.length > 0) step(m, warmMbs);
+  if (warmMbs.length > 0) await step(m, warmMbs);
   const warmupSeconds = (performance.now() - w0) / 1000;
 
   const numTensorsBefore = tf.memory().numTensors;
@@ -71,7 +72,7 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
   const start = performance.now();
   for (;;) {
     const a = performance.now();
-    step(m, timedMbs);
+    await step(m, timedMbs);
     stepSeconds.push((performance.now() - a) / 1000);
     const elapsed = (performance.now() - start) / 1000;
     if (stepSeconds.length >= job.maxSteps) break;
@@ -80,6 +81,8 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
   const timedSeconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const numTensorsAfter = tf.memory().numTensors;
+  const tfBytesInUse = tf.memory().numBytes;
+  const { counts } = await countBackendWork(() => step(m, timedMbs));
   return {
     imagesPerSec: (stepSeconds.length * spec.batch) / timedSeconds,
     timedSteps: stepSeconds.length,
@@ -92,14 +95,15 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
     peakRssMiB: peakRssMiB(),
     setupRssMiB: p.setupRssMiB,
     setupSeconds: p.setupSeconds,
-    tfBytesInUse: tf.memory().numBytes,
+    tfBytesInUse,
+    perStep: counts,
   };
 }
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? "{}") as ChildJob | ChildProbe;
   try {
-    const info = await selectBackend(job.backend);
+    const info = await startBenchBackend(job.backend, "probe" in job || job.fusedKernels !== false);
     emit({
       kind: "backend",
       report: { backend: job.backend, available: true, tfBackend: info.tfBackend, device: info.device },
@@ -111,11 +115,11 @@ async function main(): Promise<void> {
   if ("probe" in job) return;
   let current: Workload | undefined;
   try {
-    const prepared = prepare(job);
+    const prepared = await prepare(job);
     for (const workload of job.workloads) {
       current = workload;
       emit({ kind: "start", workload });
-      emit({ kind: "result", workload, measurement: measure(job, prepared, workload) });
+      emit({ kind: "result", workload, measurement: await measure(job, prepared, workload) });
     }
   } catch (err) {
     emit({ kind: "error", workload: current, message: errorText(err) });
