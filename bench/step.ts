@@ -4,11 +4,12 @@
  * swept, tensor counts and peak RSS; compared with PyTorch on the training step.
  *
  * Usage: npx tsx bench/step.ts [--quick] [--serial] [--out PREFIX] [--models id,...] [--backends name,...]
- *                              [--unfused]
+ *                              [--unfused] [--batch N]
  *   --quick     fixture model only, one timed step per configuration (a smoke run, well under a minute)
  *   --serial    one measuring process at a time (default: the cpu backend's lane runs beside the others)
  *   --out       result files PREFIX.json and PREFIX.md (default bench/results/step, or step-quick)
  *   --unfused   without our fused WGSL kernels (webgpu runs tfjs's op chains): the "before" of the counts
+ *   --batch N   global batch N instead of each model's own (a ViT on a slow device); no PyTorch ratio then
  * Exit status 1 when a configuration failed other than by running out of memory, or leaked tensors.
  *
  * Every measurement runs in a child process (bench/step_child.ts): the backend is process-wide, and the
@@ -216,6 +217,7 @@ function planUnit(backend: string, spec: ModelSpec, opts: Options): UnitPlan | S
       warmupMicroBatches: 1,
       warmupMicroBatch: gpu ? microBatch : Math.min(cpu ? 2 : spec.warmupMicroBatch, microBatch),
       fusedKernels: opts.fusedKernels,
+      batch: spec.batch,
       ...timing,
     }),
   };
@@ -304,17 +306,31 @@ function parseOptions(): Options {
       models: { type: "string" },
       backends: { type: "string" },
       unfused: { type: "boolean", default: false },
+      batch: { type: "string" },
     },
     strict: true,
   });
   const quick = values.quick ?? false;
   const list = (s: string | undefined) => (s ? s.split(",").map((x) => x.trim()) : undefined);
   const modelIds = list(values.models) ?? (quick ? ["fixture"] : MODELS.map((m) => m.id));
+  const batch = values.batch === undefined ? undefined : Number(values.batch);
+  if (batch !== undefined && !(Number.isInteger(batch) && batch > 0)) {
+    throw new Error(`--batch: expected a positive integer, got "${values.batch}"`);
+  }
   const models = modelIds.map((id) => {
     const m = MODELS.find((x) => x.id === id);
     if (!m)
       throw new Error(`--models: unknown model "${id}"; expected ${MODELS.map((x) => x.id).join(", ")}`);
-    return m;
+    if (batch === undefined) return m;
+    const microBatches = m.microBatches.filter((n) => n < batch);
+    // PyTorch was measured at the model's own batch only.
+    return {
+      ...m,
+      title: `${m.title.replace(/, batch \d+$/, "")}, batch ${batch} (--batch)`,
+      batch,
+      microBatches: [...microBatches, batch],
+      pytorchTrainImagesPerSec: Number.NaN,
+    };
   });
   const backends = list(values.backends) ?? [...BENCH_BACKENDS];
   for (const b of backends) {

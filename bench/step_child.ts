@@ -45,7 +45,8 @@ interface Prepared {
 
 async function prepare(job: ChildJob): Promise<Prepared> {
   const t0 = performance.now();
-  const m = await buildBenchModel(modelById(job.model));
+  const spec = modelById(job.model);
+  const m = await buildBenchModel(job.batch ? { ...spec, batch: job.batch } : spec);
   // The host copy of the weights is garbage now; drop it before measuring the resident set.
   (globalThis as { gc?: () => void }).gc?.();
   return { m, setupSeconds: (performance.now() - t0) / 1000, setupRssMiB: rssMiB() };

@@ -120,7 +120,7 @@ export function bestOf(spec: ModelSpec, runs: readonly RunRecord[]): BestRecord[
       }
       if (!best?.measurement) continue;
       const m = best.measurement;
-      const train = workload === "train";
+      const train = workload === "train" && Number.isFinite(spec.pytorchTrainImagesPerSec);
       out.push({
         backend,
         workload,

@@ -106,6 +106,8 @@ export interface ChildJob {
   readonly maxSteps: number;
   /** false: our fused WGSL kernels unregistered (webgpu: the op chains; dispatch counts before fusion). */
   readonly fusedKernels?: boolean;
+  /** The global batch, when not the model's own (ModelSpec.batch). */
+  readonly batch?: number;
 }
 
 /** Only the backend is started and described; no model is built. */
