@@ -134,8 +134,8 @@ describe("fused WGSL kernels on webgpu match the op chain", () => {
     }
   });
 
-  it("covariance xᵀx over tokens (53 tokens × 37)", async () => {
-    const [T, D] = [53, 37];
+  it("covariance xᵀx over tokens (53 tokens × 77: a full and a partial 64-column tile)", async () => {
+    const [T, D] = [53, 77];
     const xs = randomArray(T * D, 9, 2);
     const x = t(tf.tensor2d(xs, [T, D]));
     const { fused, chain } = await bothWays(() => [covarianceSum(x)]);

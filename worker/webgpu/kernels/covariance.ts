@@ -1,14 +1,19 @@
 /**
  * xᵀx over the tokens of a block's attention input ([T, D] → [D, D]) in one dispatch, without
- * materialising xᵀ: 16×16 output tiles, each stepping through the tokens 16 at a time with both column
- * strips staged in workgroup memory. Entry (i, j) and (j, i) are the same sum in the same order, so the
- * result is exactly symmetric.
+ * materialising xᵀ: a workgroup of 16×16 threads computes a 64×64 output tile, each thread a 4×4 block
+ * of it, stepping through the tokens 16 at a time with both 64-column strips staged in workgroup memory.
+ * Entry (i, j) and (j, i) are the same products summed in the same token order, so the result is exactly
+ * symmetric.
  */
 import type { KernelConfig, TensorInfo } from "@tensorflow/tfjs-core";
 import { FUSED_KERNELS } from "../../model/fused_kernels.js";
 import type { WebgpuBackendLike, WebgpuProgram } from "./program.js";
 
-const TILE = 16;
+/** Threads per side of the workgroup, outputs per side of a thread's block, tokens per stage. */
+const THREADS = 16;
+const BLOCK = 4;
+const TILE = THREADS * BLOCK;
+const TOKENS = 16;
 
 export class CovarianceProgram implements WebgpuProgram {
   readonly variableNames = ["x"];
@@ -17,7 +22,7 @@ export class CovarianceProgram implements WebgpuProgram {
   readonly outputShape: number[];
   readonly dispatchLayout = { x: [1], y: [0] };
   dispatch: [number, number, number];
-  readonly workgroupSize: [number, number, number] = [TILE, TILE, 1];
+  readonly workgroupSize: [number, number, number] = [THREADS, THREADS, 1];
 
   constructor(cols: number) {
     this.outputShape = [cols, cols];
@@ -26,34 +31,53 @@ export class CovarianceProgram implements WebgpuProgram {
   }
 
   getUserCode(): string {
+    const strip = TOKENS * TILE;
     return `
-  var<workgroup> stripI : array<f32, ${TILE * TILE}>;
-  var<workgroup> stripJ : array<f32, ${TILE * TILE}>;
+  var<workgroup> stripI : array<f32, ${strip}>;
+  var<workgroup> stripJ : array<f32, ${strip}>;
   fn main() {
     let lx = i32(localId.x);
     let ly = i32(localId.y);
+    let tid = ly * ${THREADS} + lx;
     let i0 = i32(workgroupId.y) * ${TILE};
     let j0 = i32(workgroupId.x) * ${TILE};
     let T = uniforms.rows;
     let D = uniforms.cols;
-    var acc = 0.0;
-    for (var t0 = 0; t0 < T; t0 += ${TILE}) {
-      let t = t0 + ly;
-      var vi = 0.0;
-      var vj = 0.0;
-      if (t < T && i0 + lx < D) { vi = x[t * D + i0 + lx]; }
-      if (t < T && j0 + lx < D) { vj = x[t * D + j0 + lx]; }
-      stripI[ly * ${TILE} + lx] = vi;
-      stripJ[ly * ${TILE} + lx] = vj;
+    var acc : array<f32, ${BLOCK * BLOCK}>;
+    for (var t0 = 0; t0 < T; t0 += ${TOKENS}) {
+      for (var e = tid; e < ${strip}; e += ${THREADS * THREADS}) {
+        let t = t0 + e / ${TILE};
+        let c = e % ${TILE};
+        var vi = 0.0;
+        var vj = 0.0;
+        if (t < T && i0 + c < D) { vi = x[t * D + i0 + c]; }
+        if (t < T && j0 + c < D) { vj = x[t * D + j0 + c]; }
+        stripI[e] = vi;
+        stripJ[e] = vj;
+      }
       workgroupBarrier();
-      for (var k = 0; k < ${TILE}; k++) {
-        acc += stripI[k * ${TILE} + ly] * stripJ[k * ${TILE} + lx];
+      for (var k = 0; k < ${TOKENS}; k++) {
+        var a : array<f32, ${BLOCK}>;
+        var b : array<f32, ${BLOCK}>;
+        for (var u = 0; u < ${BLOCK}; u++) {
+          a[u] = stripI[k * ${TILE} + ly * ${BLOCK} + u];
+          b[u] = stripJ[k * ${TILE} + lx * ${BLOCK} + u];
+        }
+        for (var u = 0; u < ${BLOCK}; u++) {
+          for (var v = 0; v < ${BLOCK}; v++) {
+            acc[u * ${BLOCK} + v] += a[u] * b[v];
+          }
+        }
       }
       workgroupBarrier();
     }
-    let i = i0 + ly;
-    let j = j0 + lx;
-    if (i < D && j < D) { result[i * D + j] = acc; }
+    for (var u = 0; u < ${BLOCK}; u++) {
+      for (var v = 0; v < ${BLOCK}; v++) {
+        let i = i0 + ly * ${BLOCK} + u;
+        let j = j0 + lx * ${BLOCK} + v;
+        if (i < D && j < D) { result[i * D + j] = acc[u * ${BLOCK} + v]; }
+      }
+    }
   }`;
   }
 }
