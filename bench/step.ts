@@ -414,7 +414,7 @@ function methodNotes(opts: Options): string[] {
     `PyTorch: ${PYTORCH_LABEL}; training step at the same global batch; ratio = ours / PyTorch.`,
     "Per step (counted over one extra, untimed step; worker/backend_counters.ts): kernels = kernel calls " +
       "through the tfjs engine; dispatches = GPU programs run (webgpu, including those inside composite " +
-      "kernels; 0 on CPU backends); readbacks = the backend's read/readSync calls.",
+      "kernels; 0 on CPU backends); readbacks = tensor reads through the engine (data(), dataSync()).",
     "webgpu: the global batch in one pass, warmed up by one step of the same size (shader compilation), " +
       "one timed step. On a software adapter (lavapipe) its images/s are a correctness and overhead figure, " +
       "not a GPU speed.",
