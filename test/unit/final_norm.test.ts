@@ -75,7 +75,7 @@ describe("final LayerNorm", () => {
     for (let j = 0; j < D; j++) expect(got[j]).toBeCloseTo(want[j], 4);
   });
 
-  it("the training pass uses the fresh norm too", () => {
+  it("the training pass uses the fresh norm too", async () => {
     const model = new InfLoraVit({ ...base, finalNorm: "fresh" }, weights);
     const classes = 2;
     const W = randomArray(classes * D, 5, 0.7);
@@ -89,7 +89,7 @@ describe("final LayerNorm", () => {
       headW: tf.tensor2d(W, [classes, D]),
       headB: tf.tensor1d(b),
     };
-    const out = lossAndGrads(model, patches, count, targets, BT, p);
+    const out = await lossAndGrads(model, patches, count, targets, BT, p);
     tf.dispose([...BT, ...p.AkT, ...p.AvT, p.headW, p.headB]);
     model.dispose();
     const f = layerNorm(token, 1e-5);
