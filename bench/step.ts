@@ -4,9 +4,12 @@
  * swept, tensor counts and peak RSS; compared with PyTorch on the training step.
  *
  * Usage: npx tsx bench/step.ts [--quick] [--serial] [--out PREFIX] [--models id,...] [--backends name,...]
+ *                              [--unfused] [--batch N]
  *   --quick     fixture model only, one timed step per configuration (a smoke run, well under a minute)
  *   --serial    one measuring process at a time (default: the cpu backend's lane runs beside the others)
  *   --out       result files PREFIX.json and PREFIX.md (default bench/results/step, or step-quick)
+ *   --unfused   without our fused WGSL kernels (webgpu runs tfjs's op chains): the "before" of the counts
+ *   --batch N   global batch N instead of each model's own (a ViT on a slow device); no PyTorch ratio then
  * Exit status 1 when a configuration failed other than by running out of memory, or leaked tensors.
  *
  * Every measurement runs in a child process (bench/step_child.ts): the backend is process-wide, and the
@@ -20,7 +23,6 @@ import path from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { BACKEND_NAMES } from "../worker/backend_names.js";
 import {
   bestOf,
   cpuShare,
@@ -36,6 +38,7 @@ import {
 } from "./step_report.js";
 import {
   type BackendReport,
+  BENCH_BACKENDS,
   CHILD_TAG,
   type ChildJob,
   type ChildMessage,
@@ -171,6 +174,7 @@ interface Options {
   readonly out: string;
   readonly models: readonly ModelSpec[];
   readonly backends: readonly string[];
+  readonly fusedKernels: boolean;
 }
 
 interface UnitPlan {
@@ -184,11 +188,14 @@ const CPU_VIT_B_SKIP = "skipped: >10 min per step on the cpu backend";
 
 function planUnit(backend: string, spec: ModelSpec, opts: Options): UnitPlan | SkipRecord {
   const cpu = backend === "cpu";
+  // A GPU takes a micro-shard in one pass (policy.ts); warmed up at the timed size, so that every shader
+  // the step needs is compiled before timing.
+  const gpu = backend === "webgpu";
   if (cpu && spec.id === "vit_b16") return { backend, reason: CPU_VIT_B_SKIP };
   // Timed steps: enough for a stable number where steps are short, one where a step takes many seconds.
   const timing = opts.quick
     ? { minSteps: 1, minSeconds: 0, maxSteps: 1 }
-    : cpu
+    : cpu || gpu
       ? { minSteps: 1, minSeconds: 0, maxSteps: 1 }
       : spec.id === "fixture"
         ? { minSteps: 2, minSeconds: 3, maxSteps: 100 }
@@ -198,7 +205,7 @@ function planUnit(backend: string, spec: ModelSpec, opts: Options): UnitPlan | S
   // The cpu backend has no heap limit and a sweep would cost minutes per size: the batch in one pass,
   // warmed up by one 2-image micro-batch. Elsewhere one untimed micro-batch (see ModelSpec) packs the
   // weights for XNNPACK and warms the JIT before timing.
-  const microBatches = cpu ? [spec.batch] : spec.microBatches;
+  const microBatches = cpu || gpu ? [spec.batch] : spec.microBatches;
   return {
     microBatches,
     timeoutMs: (opts.quick ? 3 : 30) * 60_000,
@@ -208,7 +215,9 @@ function planUnit(backend: string, spec: ModelSpec, opts: Options): UnitPlan | S
       workloads,
       microBatch,
       warmupMicroBatches: 1,
-      warmupMicroBatch: Math.min(cpu ? 2 : spec.warmupMicroBatch, microBatch),
+      warmupMicroBatch: gpu ? microBatch : Math.min(cpu ? 2 : spec.warmupMicroBatch, microBatch),
+      fusedKernels: opts.fusedKernels,
+      batch: spec.batch,
       ...timing,
     }),
   };
@@ -218,7 +227,8 @@ function describe(m: Measurement): string {
   return (
     `${m.imagesPerSec.toPrecision(3)} images/s (${m.timedSteps} timed step${m.timedSteps === 1 ? "" : "s"}, ` +
     `${(m.timedSeconds / m.timedSteps).toFixed(2)} s/step, tensors ${m.numTensorsBefore}→${m.numTensorsAfter}, ` +
-    `peak RSS ${m.peakRssMiB.toFixed(0)} MiB, CPU/wall ${cpuShare(m).toFixed(2)}, load ${os.loadavg()[0].toFixed(1)})`
+    `peak RSS ${m.peakRssMiB.toFixed(0)} MiB, CPU/wall ${cpuShare(m).toFixed(2)}, load ${os.loadavg()[0].toFixed(1)}; ` +
+    `per step ${m.perStep.kernels} kernels, ${m.perStep.dispatches} dispatches, ${m.perStep.readbacks} readbacks)`
   );
 }
 
@@ -295,26 +305,41 @@ function parseOptions(): Options {
       out: { type: "string" },
       models: { type: "string" },
       backends: { type: "string" },
+      unfused: { type: "boolean", default: false },
+      batch: { type: "string" },
     },
     strict: true,
   });
   const quick = values.quick ?? false;
   const list = (s: string | undefined) => (s ? s.split(",").map((x) => x.trim()) : undefined);
   const modelIds = list(values.models) ?? (quick ? ["fixture"] : MODELS.map((m) => m.id));
+  const batch = values.batch === undefined ? undefined : Number(values.batch);
+  if (batch !== undefined && !(Number.isInteger(batch) && batch > 0)) {
+    throw new Error(`--batch: expected a positive integer, got "${values.batch}"`);
+  }
   const models = modelIds.map((id) => {
     const m = MODELS.find((x) => x.id === id);
     if (!m)
       throw new Error(`--models: unknown model "${id}"; expected ${MODELS.map((x) => x.id).join(", ")}`);
-    return m;
+    if (batch === undefined) return m;
+    const microBatches = m.microBatches.filter((n) => n < batch);
+    // PyTorch was measured at the model's own batch only.
+    return {
+      ...m,
+      title: `${m.title.replace(/, batch \d+$/, "")}, batch ${batch} (--batch)`,
+      batch,
+      microBatches: [...microBatches, batch],
+      pytorchTrainImagesPerSec: Number.NaN,
+    };
   });
-  const backends = list(values.backends) ?? [...BACKEND_NAMES];
+  const backends = list(values.backends) ?? [...BENCH_BACKENDS];
   for (const b of backends) {
-    if (!(BACKEND_NAMES as readonly string[]).includes(b)) {
-      throw new Error(`--backends: unknown backend "${b}"; expected ${BACKEND_NAMES.join(", ")}`);
+    if (!BENCH_BACKENDS.includes(b)) {
+      throw new Error(`--backends: unknown backend "${b}"; expected ${BENCH_BACKENDS.join(", ")}`);
     }
   }
   const out = path.resolve(values.out ?? path.join(HERE, "results", quick ? "step-quick" : "step"));
-  return { quick, serial: values.serial ?? false, out, models, backends };
+  return { quick, serial: values.serial ?? false, out, models, backends, fusedKernels: !values.unfused };
 }
 
 function machineFacts(loadAverageAtStart: number[]): MachineFacts {
@@ -387,6 +412,15 @@ function methodNotes(opts: Options): string[] {
         "full run within 15 minutes; step.json lists per run what overlapped (concurrentWith). --serial " +
         "runs one process at a time.",
     `PyTorch: ${PYTORCH_LABEL}; training step at the same global batch; ratio = ours / PyTorch.`,
+    "Per step (counted over one extra, untimed step; worker/backend_counters.ts): kernels = kernel calls " +
+      "through the tfjs engine; dispatches = GPU programs run (webgpu, including those inside composite " +
+      "kernels; 0 on CPU backends); readbacks = tensor reads through the engine (data(), dataSync()).",
+    "webgpu: the global batch in one pass, warmed up by one step of the same size (shader compilation), " +
+      "one timed step. On a software adapter (lavapipe) its images/s are a correctness and overhead figure, " +
+      "not a GPU speed.",
+    opts.fusedKernels
+      ? "Fused WGSL kernels (worker/webgpu/kernels/) registered on webgpu."
+      : "--unfused: our fused WGSL kernels unregistered; webgpu runs tfjs's op chains.",
   ];
 }
 
@@ -444,7 +478,7 @@ async function main(): Promise<number> {
     }),
   );
 
-  const backendOrder = (b: string) => (BACKEND_NAMES as readonly string[]).indexOf(b);
+  const backendOrder = (b: string) => BENCH_BACKENDS.indexOf(b);
   const models: ModelResult[] = opts.models.map((spec) => {
     const modelRuns = runs
       .get(spec.id)!

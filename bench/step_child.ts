@@ -6,7 +6,8 @@
  * Writes CHILD_TAG-prefixed JSON lines (ChildMessage) to stdout.
  */
 import * as tf from "@tensorflow/tfjs-core";
-import { selectBackend } from "../worker/backend.js";
+import { countBackendWork } from "../worker/backend_counters.js";
+import { startBenchBackend } from "./step_backend.js";
 import {
   CHILD_TAG,
   type ChildJob,
@@ -42,9 +43,10 @@ interface Prepared {
   readonly setupRssMiB: number;
 }
 
-function prepare(job: ChildJob): Prepared {
+async function prepare(job: ChildJob): Promise<Prepared> {
   const t0 = performance.now();
-  const m = buildBenchModel(modelById(job.model));
+  const spec = modelById(job.model);
+  const m = await buildBenchModel(job.batch ? { ...spec, batch: job.batch } : spec);
   // The host copy of the weights is garbage now; drop it before measuring the resident set.
   (globalThis as { gc?: () => void }).gc?.();
   return { m, setupSeconds: (performance.now() - t0) / 1000, setupRssMiB: rssMiB() };
@@ -80,6 +82,8 @@ async function measure(job: ChildJob, p: Prepared, workload: Workload): Promise<
   const timedSeconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const numTensorsAfter = tf.memory().numTensors;
+  const tfBytesInUse = tf.memory().numBytes;
+  const { counts } = await countBackendWork(() => step(m, timedMbs));
   return {
     imagesPerSec: (stepSeconds.length * spec.batch) / timedSeconds,
     timedSteps: stepSeconds.length,
@@ -92,14 +96,15 @@ async function measure(job: ChildJob, p: Prepared, workload: Workload): Promise<
     peakRssMiB: peakRssMiB(),
     setupRssMiB: p.setupRssMiB,
     setupSeconds: p.setupSeconds,
-    tfBytesInUse: tf.memory().numBytes,
+    tfBytesInUse,
+    perStep: counts,
   };
 }
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? "{}") as ChildJob | ChildProbe;
   try {
-    const info = await selectBackend(job.backend);
+    const info = await startBenchBackend(job.backend, "probe" in job || job.fusedKernels !== false);
     emit({
       kind: "backend",
       report: { backend: job.backend, available: true, tfBackend: info.tfBackend, device: info.device },
@@ -111,7 +116,7 @@ async function main(): Promise<void> {
   if ("probe" in job) return;
   let current: Workload | undefined;
   try {
-    const prepared = prepare(job);
+    const prepared = await prepare(job);
     for (const workload of job.workloads) {
       current = workload;
       emit({ kind: "start", workload });

@@ -29,13 +29,13 @@ const size = Number(values["micro-batch"] ?? spec.microBatches[0]);
 const top = Number(values.top);
 
 const info = await selectBackend(values.backend);
-const m = buildBenchModel(spec);
+const m = await buildBenchModel(spec);
 const mbs = microBatches(m, size, size);
 const step = STEPS[workload];
-step(m, mbs); // warm-up: heap growth, weight packing, JIT
+await step(m, mbs); // warm-up: heap growth, weight packing, JIT
 const t0 = performance.now();
-const profile = await tf.profile(() => {
-  step(m, mbs);
+const profile = await tf.profile(async () => {
+  await step(m, mbs);
   return tf.scalar(0);
 });
 const wall = performance.now() - t0;

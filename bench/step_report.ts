@@ -3,6 +3,7 @@ import {
   type BackendReport,
   type Measurement,
   type ModelSpec,
+  type StepCounts,
   WORKLOAD_LABELS,
   WORKLOADS,
   type Workload,
@@ -41,6 +42,7 @@ export interface BestRecord {
   readonly peakRssMiB: number;
   /** CPU time over wall time of the timed steps (see Measurement.timedCpuSeconds). */
   readonly cpuShare: number;
+  readonly perStep?: StepCounts;
 }
 
 export interface SkipRecord {
@@ -118,7 +120,7 @@ export function bestOf(spec: ModelSpec, runs: readonly RunRecord[]): BestRecord[
       }
       if (!best?.measurement) continue;
       const m = best.measurement;
-      const train = workload === "train";
+      const train = workload === "train" && Number.isFinite(spec.pytorchTrainImagesPerSec);
       out.push({
         backend,
         workload,
@@ -130,10 +132,21 @@ export function bestOf(spec: ModelSpec, runs: readonly RunRecord[]): BestRecord[
         numTensorsFlat: isFlat(m),
         peakRssMiB: m.peakRssMiB,
         cpuShare: cpuShare(m),
+        perStep: m.perStep,
       });
     }
   }
   return out;
+}
+
+const COUNT_COLUMNS: [string, "l" | "r"][] = [
+  ["kernels/step", "r"],
+  ["dispatches/step", "r"],
+  ["readbacks/step", "r"],
+];
+
+function fmtCounts(c: StepCounts | undefined): (string | number)[] {
+  return c ? [c.kernels, c.dispatches, c.readbacks] : ["", "", ""];
 }
 
 function fmtRate(x: number): string {
@@ -227,8 +240,11 @@ export function renderMarkdown(res: StepBenchResult): string {
       b.numTensorsFlat ? "yes" : "**no**",
       fmtMiB(b.peakRssMiB),
       b.cpuShare.toFixed(2),
+      ...fmtCounts(b.perStep),
     ]);
-    for (const s of model.skipped) summary.push([s.backend, "all", "", s.reason, "", "", "", "", "", ""]);
+    for (const s of model.skipped) {
+      summary.push([s.backend, "all", "", s.reason, "", "", "", "", "", "", "", "", ""]);
+    }
     L.push(
       ...table(
         [
@@ -242,6 +258,7 @@ export function renderMarkdown(res: StepBenchResult): string {
           ["numTensors flat", "l"],
           ["peak RSS MiB", "r"],
           ["CPU/wall", "r"],
+          ...COUNT_COLUMNS,
         ],
         summary,
       ),
@@ -267,6 +284,7 @@ export function renderMarkdown(res: StepBenchResult): string {
         x ? fmtMiB(x.setupRssMiB) : "",
         x ? cpuShare(x).toFixed(2) : "",
         r.loadAverage1m === undefined ? "" : r.loadAverage1m.toFixed(1),
+        ...fmtCounts(x?.perStep),
       ];
     });
     L.push(
@@ -286,6 +304,7 @@ export function renderMarkdown(res: StepBenchResult): string {
           ["RSS after setup MiB", "r"],
           ["CPU/wall", "r"],
           ["load 1 min", "r"],
+          ...COUNT_COLUMNS,
         ],
         all,
       ),

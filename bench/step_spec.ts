@@ -5,7 +5,11 @@
  */
 
 import { expectedShapes, VIT_PRESETS, type VitConfig } from "../common/vit_config.js";
+import { BACKEND_NAMES } from "../worker/backend_names.js";
 import type { HostTensor } from "../worker/model/vit.js";
+
+/** The bench's backends: the worker's. */
+export const BENCH_BACKENDS: readonly string[] = BACKEND_NAMES;
 
 export const WORKLOADS = ["forward", "covariance", "train"] as const;
 export type Workload = (typeof WORKLOADS)[number];
@@ -98,12 +102,26 @@ export interface ChildJob {
   readonly minSteps: number;
   readonly minSeconds: number;
   readonly maxSteps: number;
+  /** false: our fused WGSL kernels unregistered (webgpu: the op chains; dispatch counts before fusion). */
+  readonly fusedKernels?: boolean;
+  /** The global batch, when not the model's own (ModelSpec.batch). */
+  readonly batch?: number;
 }
 
 /** Only the backend is started and described; no model is built. */
 export interface ChildProbe {
   readonly backend: string;
   readonly probe: true;
+}
+
+/** What one step costs the backend beyond arithmetic (worker/backend_counters.ts), counted over one step. */
+export interface StepCounts {
+  /** Kernel calls through the tfjs engine. */
+  readonly kernels: number;
+  /** GPU programs dispatched (webgpu; 0 elsewhere). */
+  readonly dispatches: number;
+  /** Host readbacks (the backend's read/readSync). */
+  readonly readbacks: number;
 }
 
 export interface BackendReport {
@@ -138,6 +156,8 @@ export interface Measurement {
   readonly setupSeconds: number;
   /** Bytes tfjs reports in use after the timed steps (wasm: the heap in use, not its high-water mark). */
   readonly tfBytesInUse: number;
+  /** Counted over one more step after the timed ones (the counting is not timed). */
+  readonly perStep: StepCounts;
 }
 
 /** Lines a child writes to stdout, each prefixed with CHILD_TAG. */

@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { AdapterSet } from "../common/adapters.js";
 import { gridSize, type VitConfig } from "../common/vit_config.js";
+import { covarianceSum } from "../worker/model/covariance.js";
 import { imagesToPatches } from "../worker/model/layers.js";
 import { lossAndGrads, type Trainables } from "../worker/model/objective.js";
 import { InfLoraVit } from "../worker/model/vit.js";
@@ -34,7 +35,7 @@ export interface BenchModel {
  * (B designed, A being trained) and a head. B as the design makes it (orthonormal rows / √3) has entries
  * of about 1/√(3D); A is small, as after training from zero.
  */
-export function buildBenchModel(spec: ModelSpec): BenchModel {
+export async function buildBenchModel(spec: ModelSpec): Promise<BenchModel> {
   const { cfg, rank: r } = spec;
   const D = cfg.embedDim;
   const model = new InfLoraVit(cfg, benchWeights(cfg, 1000));
@@ -49,7 +50,7 @@ export function buildBenchModel(spec: ModelSpec): BenchModel {
     Ak: perBlock(3000, 0.02),
     Av: perBlock(4000, 0.02),
   };
-  model.setFinishedAdapters([finished]);
+  await model.setFinishedAdapters([finished]);
   const tensors = (seed: number, std: number, shape: [number, number]) =>
     Array.from({ length: cfg.depth }, (_, i) => tf.tensor2d(randomNormal(D * r, seed + i, std), shape));
   const trainables: Trainables = {
@@ -131,28 +132,29 @@ export async function forwardStep(m: BenchModel, mbs: readonly MicroBatch[]): Pr
   return check;
 }
 
-/** Covariance pass, as the worker runs it: per block hᵀh of the attention input, summed in float64. */
+/**
+ * Covariance pass, as the worker runs it: per block hᵀh of the attention input (covarianceSum), stacked
+ * and read back once per micro-batch, summed in float64.
+ */
 export async function covarianceStep(m: BenchModel, mbs: readonly MicroBatch[]): Promise<number> {
   const { cfg } = m;
   const D = cfg.embedDim;
   const acc = Array.from({ length: cfg.depth }, () => new Float64Array(D * D));
   for (const mb of mbs) {
-    const sums = tf.tidy(() => {
+    const stacked = tf.tidy(() => {
       const out: tf.Tensor2D[] = new Array(cfg.depth);
       m.model.features(patchRows(m, mb), mb.count, {
         collect: (i, h) => {
-          out[i] = tf.matMul(tf.transpose(h) as tf.Tensor2D, h);
+          out[i] = covarianceSum(h);
         },
       });
-      return out;
+      return tf.stack(out);
     });
-    const values = await Promise.all(sums.map((t) => t.data()));
-    for (let i = 0; i < cfg.depth; i++) {
-      const d = values[i];
-      const a = acc[i];
-      for (let j = 0; j < a.length; j++) a[j] += d[j];
-    }
-    tf.dispose(sums);
+    const v = await stacked.data();
+    stacked.dispose();
+    acc.forEach((a, i) => {
+      for (let j = 0; j < a.length; j++) a[j] += v[i * D * D + j];
+    });
   }
   return acc[0][0];
 }

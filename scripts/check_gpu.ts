@@ -100,7 +100,7 @@ function gpuAllocatedBytes(): number | undefined {
 /** images/s of one workload at the spec's batch, after one warm-up step; the GPU allocation's high-water mark. */
 async function measure(id: string, workload: Workload): Promise<{ imagesPerSec: number; peakMiB?: number }> {
   const spec = modelById(id);
-  const m = buildBenchModel(spec);
+  const m = await buildBenchModel(spec);
   try {
     // The whole batch as one micro-batch: a GPU takes a micro-shard in one pass.
     const mbs = microBatches(m, spec.batch, spec.batch);

@@ -151,10 +151,11 @@ async function tryWebgpu(
 
 /**
  * The fused WGSL kernels of worker/webgpu/kernels (registered for the webgpu backend only). Call site kept
- * here so that every process that selects webgpu gets them the same way.
+ * here so that every process that selects webgpu gets them the same way; loaded only then.
  */
 async function registerWebgpuKernelsOnce(): Promise<void> {
-  // worker/webgpu/kernels/index.ts's registerWebgpuKernels() goes here once that module is merged.
+  const { registerWebgpuKernels } = await import("./webgpu/kernels/index.js");
+  registerWebgpuKernels();
 }
 
 function firstLine(err: unknown): string {

@@ -24,6 +24,7 @@ import {
 import { type BackendInfo, selectBackend } from "./backend.js";
 import type { LoaderDataset } from "./data/open_dataset.js";
 import { openDataset } from "./data/open_dataset.js";
+import { covarianceSum } from "./model/covariance.js";
 import { imagesToPatches } from "./model/layers.js";
 import { loadWeights } from "./model/load_weights.js";
 import { lossAndGrads } from "./model/objective.js";
@@ -109,7 +110,7 @@ export class WorkerEngine implements WorkerClient {
   }
 
   async covariance(req: CovarianceRequest): Promise<CovarianceResult[]> {
-    const model = this.activate(req.stateVersion);
+    const model = await this.activate(req.stateVersion);
     const D = model.cfg.embedDim;
     const out: CovarianceResult[] = [];
     for (const shard of req.shards) {
@@ -125,21 +126,22 @@ export class WorkerEngine implements WorkerClient {
       for (let s = 0; s < n; s += step) {
         if (s + step < n) this.prefetch(part(s + step));
         const { patches, count } = await this.loadShard(part(s));
-        const sums = tf.tidy(() => {
+        // Every block's xᵀx stacked on the device and read back once per forward pass.
+        const stacked = tf.tidy(() => {
           const blocks: tf.Tensor2D[] = new Array(model.depth);
           const x = tf.tensor2d(patches, [count * this.patchesPerImage(), this.patchLen()]);
           model.features(x, count, {
             collect: (i, h) => {
-              blocks[i] = tf.matMul(tf.transpose(h) as tf.Tensor2D, h);
+              blocks[i] = covarianceSum(h);
             },
           });
-          return blocks;
+          return tf.stack(blocks);
         });
-        const values = await Promise.all(sums.map((t) => t.data()));
-        tf.dispose(sums);
-        values.forEach((v, i) => {
-          const a = acc[i];
-          for (let k = 0; k < v.length; k++) a[k] += v[k];
+        const v = (await stacked.data()) as Float32Array;
+        stacked.dispose();
+        acc.forEach((a, i) => {
+          const block = v.subarray(i * D * D, (i + 1) * D * D);
+          for (let k = 0; k < block.length; k++) a[k] += block[k];
         });
         tokens += count * (this.patchesPerImage() + 1);
       }
@@ -149,7 +151,7 @@ export class WorkerEngine implements WorkerClient {
   }
 
   async trainStep(req: TrainStepRequest): Promise<TrainStepResult[]> {
-    const model = this.activate(req.stateVersion);
+    const model = await this.activate(req.stateVersion);
     const live = this.live!;
     if (!live.BT) throw new Error(`state version ${req.stateVersion} has no adapter under training`);
     const params = this.setParams(req.params);
@@ -168,7 +170,7 @@ export class WorkerEngine implements WorkerClient {
   }
 
   async evaluate(req: EvalRequest): Promise<EvalResult[]> {
-    const model = this.activate(req.stateVersion);
+    const model = await this.activate(req.stateVersion);
     const features = req.output === "features";
     const heads = this.live!.heads;
     if (!heads && !features) throw new Error(`state version ${req.stateVersion} has no heads to evaluate`);
@@ -193,7 +195,7 @@ export class WorkerEngine implements WorkerClient {
   }
 
   /** Makes the model match a state version: folds its finished adapters, uploads its B and heads. */
-  private activate(version: number): InfLoraVit {
+  private async activate(version: number): Promise<InfLoraVit> {
     const model = this.model;
     if (!model) throw new WorkerSetupError("worker used before setup");
     const state = this.states.get(version);
@@ -202,7 +204,7 @@ export class WorkerEngine implements WorkerClient {
     if (!state) throw new StaleVersionError("state", version);
     this.disposeLive();
     if (!this.foldedFrom || !sameAdapters(this.foldedFrom, state)) {
-      model.setFinishedAdapters(state.finished);
+      await model.setFinishedAdapters(state.finished);
       this.foldedFrom = state;
     }
     const D = model.cfg.embedDim;

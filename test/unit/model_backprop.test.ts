@@ -194,7 +194,7 @@ describe("hand-written model passes", () => {
   for (const policy of POLICIES) {
     it(`match the plain formulation and its autodiff (${label(policy)})`, async () => {
       const model = new InfLoraVit(cfg, c.weights, { policy });
-      model.setFinishedAdapters([c.finished]);
+      await model.setFinishedAdapters([c.finished]);
       const BT = c.B.map((b) => tf.tidy(() => tf.transpose(tf.tensor2d(b, [r, D])) as tf.Tensor2D));
       const p: Trainables = {
         AkT: c.Ak.map(aT),
@@ -223,10 +223,11 @@ describe("hand-written model passes", () => {
     });
   }
 
-  it("collects every block's attention input and the same features under every policy", () => {
-    const results = POLICIES.map((policy) => {
+  it("collects every block's attention input and the same features under every policy", async () => {
+    const results = [];
+    for (const policy of POLICIES) {
       const model = new InfLoraVit(cfg, c.weights, { policy });
-      model.setFinishedAdapters([c.finished]);
+      await model.setFinishedAdapters([c.finished]);
       const cov: Float32Array[] = [];
       const feats = tf.tidy(() =>
         model.features(patchRows(), count, {
@@ -239,19 +240,19 @@ describe("hand-written model passes", () => {
       const out = { feats: feats.dataSync(), cov };
       feats.dispose();
       model.dispose();
-      return out;
-    });
+      results.push(out);
+    }
     for (const r of results.slice(1)) {
       expect(relErr(r.feats, results[0].feats)).toBeLessThan(2e-6);
       for (let i = 0; i < cfg.depth; i++) expect(relErr(r.cov[i], results[0].cov[i])).toBeLessThan(2e-6);
     }
   });
 
-  it("refolds finished adapters from the base weights, not on top of an earlier fold", () => {
+  it("refolds finished adapters from the base weights, not on top of an earlier fold", async () => {
     const fresh = new InfLoraVit(cfg, c.weights);
     const refolded = new InfLoraVit(cfg, c.weights);
-    refolded.setFinishedAdapters([c.finished]);
-    refolded.setFinishedAdapters([]);
+    await refolded.setFinishedAdapters([c.finished]);
+    await refolded.setFinishedAdapters([]);
     const [a, b] = [fresh, refolded].map((m) => {
       const f = tf.tidy(() => m.features(patchRows(), count));
       const d = f.dataSync();

@@ -10,6 +10,7 @@
  * asks for one query row per image while keys and values still cover every token.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { softmaxBackward } from "./fused_ops.js";
 import { type ComputePolicy, matMulT } from "./policy.js";
 
 /** Frozen per-head weights of the query and of the output projection. */
@@ -92,8 +93,7 @@ function headBackward(
   const { q, kT, v, p } = saved;
   const dv = matMulT(p, d, true, false, policy);
   const dp = matMulT(d, v, false, true, policy);
-  // Softmax backward: dS = P ⊙ (dP − Σ_j dP ⊙ P).
-  const ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+  const ds = softmaxBackward(dp, p);
   const dk = matMulT(ds, q, true, false, policy);
   const flat = (t: tf.Tensor, rows: number) =>
     (s.batch > 1 ? tf.reshape(t, [s.batch * rows, dh]) : t) as tf.Tensor2D;

@@ -39,9 +39,9 @@ export interface BlockSaved {
   /** (x̂ Bᵀ)ᵀ of the live adapter, [r, B·N]. */
   readonly zT: tf.Tensor2D;
   readonly ln2: LayerNormSaved;
-  /** fc1 output and its normal CDF, for GELU's gradient. */
+  /** fc1 output and its normal CDF (none where GELU is a fused kernel), for GELU's gradient. */
   readonly f: tf.Tensor2D;
-  readonly cdf: tf.Tensor2D;
+  readonly cdf?: tf.Tensor2D;
 }
 
 /** Row b·N of every image of a [B·N, D] pass (the class tokens), as [B, D]. */
@@ -99,7 +99,7 @@ export function blockForward(
     zT: tf.matMul(liveB, xhT),
     ln2: ln2.saved,
     f,
-    cdf: g.cdf as tf.Tensor2D,
+    cdf: g.cdf as tf.Tensor2D | undefined,
   };
   return { y, xh, saved };
 }

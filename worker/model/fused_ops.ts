@@ -5,23 +5,50 @@
  * element-wise ops without the broadcast-reduction kernels autodiff emits for broadcasting Sub/Mul.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { FUSED_KERNELS, hasFusedKernel, runFusedKernel } from "./fused_kernels.js";
 
 export const LAYER_NORM_EPS = 1e-6;
 
-export interface LayerNormSaved {
+/** What the op chain's LayerNorm backward reads. */
+export interface LayerNormChainSaved {
   /** (x − mean) / σ, [rows, D]. */
   readonly xn: tf.Tensor2D;
   /** 1 / √(var + eps), [rows, 1]. */
   readonly rstd: tf.Tensor2D;
 }
 
-/** LayerNorm over the last axis with the biased variance, as torch.nn.LayerNorm computes it. */
+/** What a fused LayerNorm backward reads: the input itself (it recomputes the row statistics). */
+export interface LayerNormFusedSaved {
+  readonly x: tf.Tensor2D;
+  readonly eps: number;
+}
+
+export type LayerNormSaved = LayerNormChainSaved | LayerNormFusedSaved;
+
+/**
+ * LayerNorm over the last axis with the biased variance, as torch.nn.LayerNorm computes it: the backend's
+ * fused kernel where it has one (fused_kernels.ts), else the op chain.
+ */
 export function layerNormForward(
   x: tf.Tensor2D,
   gamma: tf.Tensor1D,
   beta: tf.Tensor1D,
   eps = LAYER_NORM_EPS,
 ): { y: tf.Tensor2D; saved: LayerNormSaved } {
+  if (hasFusedKernel(FUSED_KERNELS.layerNorm)) {
+    // A clone shares x's data: the caller may dispose x (vit_backprop.ts frees each block's input).
+    const y = runFusedKernel<tf.Tensor2D>(FUSED_KERNELS.layerNorm, { x, gamma, beta }, { eps });
+    return { y, saved: { x: tf.clone(x), eps } };
+  }
+  return layerNormChain(x, gamma, beta, eps);
+}
+
+function layerNormChain(
+  x: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+): { y: tf.Tensor2D; saved: LayerNormChainSaved } {
   const centered = tf.sub(x, tf.mean(x, -1, true));
   const variance = tf.mean(tf.square(centered), -1, true);
   const rstd = tf.rsqrt(tf.add(variance, eps)) as tf.Tensor2D;
@@ -31,6 +58,17 @@ export function layerNormForward(
 
 /** dL/dx from dL/dy: rstd · (g − mean(g) − xn · mean(g · xn)) with g = dy · γ. */
 export function layerNormBackward(dy: tf.Tensor2D, gamma: tf.Tensor1D, saved: LayerNormSaved): tf.Tensor2D {
+  if ("x" in saved) {
+    return runFusedKernel(FUSED_KERNELS.layerNormGrad, { dy, x: saved.x, gamma }, { eps: saved.eps });
+  }
+  return layerNormChainBackward(dy, gamma, saved);
+}
+
+function layerNormChainBackward(
+  dy: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+  saved: LayerNormChainSaved,
+): tf.Tensor2D {
   const g = tf.mul(dy, gamma);
   const meanG = tf.mean(g, -1, true);
   const meanGx = tf.mean(tf.mul(g, saved.xn), -1, true);
@@ -66,10 +104,16 @@ export function erfRational(x: tf.Tensor): tf.Tensor {
 }
 
 /**
- * Exact GELU x·Φ(x), Φ(x) = (1 + erf(x/√2)) / 2, as torch.nn.GELU() (approximate="none"); also returns Φ.
+ * Exact GELU x·Φ(x), Φ(x) = (1 + erf(x/√2)) / 2, as torch.nn.GELU() (approximate="none"); also returns Φ
+ * for geluBackward, except from the backend's fused kernel (its backward recomputes Φ from x).
  * `fast`: erf through erfRational.
  */
-export function geluForward(x: tf.Tensor, fast = false): { y: tf.Tensor; cdf: tf.Tensor } {
+export function geluForward(x: tf.Tensor, fast = false): { y: tf.Tensor; cdf?: tf.Tensor } {
+  if (hasFusedKernel(FUSED_KERNELS.gelu)) return { y: runFusedKernel(FUSED_KERNELS.gelu, { x }) };
+  return geluChain(x, fast);
+}
+
+function geluChain(x: tf.Tensor, fast: boolean): { y: tf.Tensor; cdf: tf.Tensor } {
   const u = tf.mul(x, Math.SQRT1_2);
   const cdf = tf.mul(tf.add(fast ? erfRational(u) : tf.erf(u), 1), 0.5);
   return { y: tf.mul(x, cdf), cdf };
@@ -78,15 +122,27 @@ export function geluForward(x: tf.Tensor, fast = false): { y: tf.Tensor; cdf: tf
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /**
- * dL/dx = dy · (Φ(x) + x·φ(x)), φ the normal density. `fast`: e^t for t ≤ 0 as elu(t) + 1 — on wasm, Elu
- * runs vectorised in XNNPACK while Exp is a scalar loop about 6× slower; the absolute error stays at one
- * float32 ulp of 1, far below what the gradient needs.
+ * dL/dx = dy · (Φ(x) + x·φ(x)), φ the normal density; `cdf` is geluForward's (none: the fused kernel).
+ * `fast`: e^t for t ≤ 0 as elu(t) + 1 — on wasm, Elu runs vectorised in XNNPACK while Exp is a scalar loop
+ * about 6× slower; the absolute error stays at one float32 ulp of 1, far below what the gradient needs.
  */
-export function geluBackward(dy: tf.Tensor, x: tf.Tensor, cdf: tf.Tensor, fast: boolean): tf.Tensor {
+export function geluBackward(
+  dy: tf.Tensor,
+  x: tf.Tensor,
+  cdf: tf.Tensor | undefined,
+  fast: boolean,
+): tf.Tensor {
+  if (!cdf) return runFusedKernel(FUSED_KERNELS.geluGrad, { dy, x });
   const t = tf.mul(tf.square(x), -0.5);
   const gauss = fast ? tf.add(tf.elu(t), 1) : tf.exp(t);
   const slope = tf.add(cdf, tf.mul(tf.mul(gauss, x), INV_SQRT_2PI));
   return tf.mul(dy, slope);
+}
+
+/** Softmax's backward over the last axis: dS = P ⊙ (dP − Σ_j dP ⊙ P), fused where the backend can. */
+export function softmaxBackward<T extends tf.Tensor>(dp: T, p: T): T {
+  if (hasFusedKernel(FUSED_KERNELS.softmaxGrad)) return runFusedKernel(FUSED_KERNELS.softmaxGrad, { dp, p });
+  return tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
 }
 
 /** Whether GELU should use the wasm-friendly erf and exp (erfRational, Elu). */
@@ -100,10 +156,11 @@ type LayerNormOp = (x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D) => tf
 
 function layerNormOp(eps: number): LayerNormOp {
   return tf.customGrad(((x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D, save: tf.GradSaveFunc) => {
-    const { y, saved } = layerNormForward(x, gamma, beta, eps);
+    // The op chain always: γ's gradient reads xn.
+    const { y, saved } = layerNormChain(x, gamma, beta, eps);
     save([saved.xn, saved.rstd, gamma]);
     const gradFunc: Grad = (dy, [xn, rstd, g]) => [
-      layerNormBackward(dy as tf.Tensor2D, g as tf.Tensor1D, {
+      layerNormChainBackward(dy as tf.Tensor2D, g as tf.Tensor1D, {
         xn: xn as tf.Tensor2D,
         rstd: rstd as tf.Tensor2D,
       }),
@@ -134,7 +191,7 @@ export function layerNorm(
 /** Exact GELU as one tfjs op for autodiff users. */
 export const gelu = tf.customGrad(((x: tf.Tensor, save: tf.GradSaveFunc) => {
   const fast = preferFastGelu();
-  const { y, cdf } = geluForward(x, fast);
+  const { y, cdf } = geluChain(x, fast);
   save([x, cdf]);
   const gradFunc: Grad = (dy, [xs, c]) => [geluBackward(dy, xs, c, fast)];
   return { value: y, gradFunc };

@@ -5,9 +5,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { TrainStepResult } from "../../common/protocol.js";
 import { gridSize } from "../../common/vit_config.js";
-import { tidyAll } from "./scope.js";
 import type { InfLoraVit } from "./vit.js";
-import { trainingPass } from "./vit_backprop.js";
+import { type PassResult, trainingPass } from "./vit_backprop.js";
 
 export interface Trainables {
   /** Per block Aᵀ [r, D] for k and v. */
@@ -80,7 +79,8 @@ class GradientSums {
  * Loss sum, correct count and gradients for one micro-shard; leaves no tensors behind. Where the compute
  * policy runs images one at a time (wasm) or caps the images per pass (CPU backends, large models), the
  * passes go through in order and their gradients are summed in float64, so a micro-shard's result does not
- * depend on anything but its images and the backend.
+ * depend on anything but its images and the backend. Each pass reads back one flat vector (flatPassResult)
+ * and nothing else: on a GPU the forward and backward passes run without a host sync.
  */
 export async function lossAndGrads(
   model: InfLoraVit,
@@ -93,37 +93,49 @@ export async function lossAndGrads(
   const { cfg } = model;
   const depth = BT.length;
   const classes = p.headB.shape[0];
+  const D = cfg.embedDim;
+  const rank = BT[0].shape[1];
   const rowsPerImage = gridSize(cfg) ** 2;
   const patchLen = patches.length / (count * rowsPerImage);
   const view = model.internals({ BT, AkT: p.AkT, AvT: p.AvT });
   const per = view.policy.perImage ? 1 : Math.min(count, view.policy.maxTrainImagesPerPass);
-  const sums = new GradientSums(depth, cfg.embedDim, BT[0].shape[1], classes);
+  const sums = new GradientSums(depth, D, rank, classes);
   for (let start = 0; start < count; start += per) {
     const n = Math.min(per, count - start);
     const onehot = new Float32Array(n * classes);
     for (let b = 0; b < n; b++) onehot[b * classes + targets[start + b]] = 1;
-    const out = tidyAll(() => {
+    const flat = tf.tidy(() => {
       const rows = patches.subarray(start * rowsPerImage * patchLen, (start + n) * rowsPerImage * patchLen);
       const x = tf.tensor2d(rows, [n * rowsPerImage, patchLen]);
-      return trainingPass(view, x, n, tf.tensor2d(onehot, [n, classes]), p.headW, p.headB);
+      return flatPassResult(trainingPass(view, x, n, tf.tensor2d(onehot, [n, classes]), p.headW, p.headB));
     });
-    // Asynchronous reads: a GPU backend (webgpu) has no synchronous readback.
-    const [lossSum, logits, dHeadW, dHeadB, ...dA] = (await Promise.all(
-      [out.lossSum, out.logits, out.dHeadW, out.dHeadB, ...out.dAkT, ...out.dAvT].map((t) => t.data()),
-    )) as Float32Array[];
-    tf.dispose([out.lossSum, out.logits, ...out.dAkT, ...out.dAvT, out.dHeadW, out.dHeadB]);
-    sums.lossSum += lossSum[0];
+    const v = (await flat.data()) as Float32Array;
+    flat.dispose();
+    let at = 0;
+    const next = (len: number) => {
+      at += len;
+      return v.subarray(at - len, at);
+    };
+    sums.lossSum += next(1)[0];
+    const logits = next(n * classes);
     for (let b = 0; b < n; b++) {
       if (argMax(logits.subarray(b * classes, (b + 1) * classes)) === targets[start + b]) sums.correct++;
     }
-    for (let i = 0; i < depth; i++) {
-      sums.addTransposed(sums.ak[i], dA[i]);
-      sums.addTransposed(sums.av[i], dA[depth + i]);
-    }
-    sums.add(sums.headW, dHeadW);
-    sums.add(sums.headB, dHeadB);
+    for (let i = 0; i < depth; i++) sums.addTransposed(sums.ak[i], next(rank * D));
+    for (let i = 0; i < depth; i++) sums.addTransposed(sums.av[i], next(rank * D));
+    sums.add(sums.headW, next(classes * D));
+    sums.add(sums.headB, next(classes));
   }
   return sums.output();
+}
+
+/**
+ * A pass's results end to end in one vector, the order lossAndGrads reads them in: loss sum, logits,
+ * dAkᵀ and dAvᵀ of every block, head weight and bias gradients. Concatenation copies values exactly.
+ */
+function flatPassResult(out: PassResult): tf.Tensor1D {
+  const parts = [out.lossSum, out.logits, ...out.dAkT, ...out.dAvT, out.dHeadW, out.dHeadB];
+  return tf.concat(parts.map((t) => tf.reshape(t, [-1]))) as tf.Tensor1D;
 }
 
 /** Index of the first largest entry, as tf.argMax picks it. */

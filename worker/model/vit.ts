@@ -10,6 +10,7 @@ import {
   foldAdapters,
   type Projection,
   type StackedFactors,
+  stackFactors,
 } from "../../common/adapters.js";
 import { FRESH_NORM_EPS, gridSize, numTokens, type VitConfig } from "../../common/vit_config.js";
 import type { AttentionShape, KeyValueHead } from "./attention.js";
@@ -135,13 +136,25 @@ export class InfLoraVit {
     return { ...defaultPolicy(this.cfg), ...this.policyOverride };
   }
 
-  /** Sets the k/v weights to W + Σ_s A_s B_s over the given finished adapters (replacing any earlier fold). */
-  setFinishedAdapters(sets: readonly AdapterSet[]): void {
+  /**
+   * Sets the k/v weights to W + Σ_s A_s B_s over the given finished adapters (replacing any earlier fold).
+   * The products of every block are computed on the backend and read back together, once.
+   */
+  async setFinishedAdapters(sets: readonly AdapterSet[]): Promise<void> {
     const D = this.cfg.embedDim;
+    const projections: Projection[] = ["k", "v"];
+    const products = sets.length
+      ? await productsOnBackend(
+          Array.from({ length: this.cfg.depth }, (_, i) =>
+            projections.map((which) => stackFactors(sets, i, which, D)),
+          ).flat(),
+          D,
+        )
+      : [];
     this.disposeLive();
-    const product = this.policy().syncReadback ? productOnBackend : undefined;
     for (let i = 0; i < this.cfg.depth; i++) {
-      const fold = (base: Float32Array, which: Projection) => foldAdapters(base, D, sets, i, which, product);
+      const fold = (base: Float32Array, which: Projection) =>
+        foldAdapters(base, D, sets, i, which, () => products[2 * i + projections.indexOf(which)]);
       const kv = keyValueHeads(
         fold(this.baseK[i], "k"),
         fold(this.baseV[i], "v"),
@@ -290,12 +303,17 @@ function splitImages(cfg: VitConfig, patches: tf.Tensor2D, batch: number): tf.Te
   );
 }
 
-/** Σ_s A_s B_s of the finished adapters as one float32 matmul on the backend (see foldAdapters). */
-function productOnBackend({ A, B, R }: StackedFactors, D: number): Float32Array {
-  const product = tf.tidy(() => tf.matMul(tf.tensor2d(A, [D, R]), tf.tensor2d(B, [R, D])));
-  const delta = product.dataSync() as Float32Array;
-  product.dispose();
-  return delta;
+/**
+ * Σ_s A_s B_s of the finished adapters, one float32 matmul on the backend per stack of factors (see
+ * foldAdapters), read back in one piece.
+ */
+async function productsOnBackend(stacks: readonly StackedFactors[], D: number): Promise<Float32Array[]> {
+  const all = tf.tidy(() =>
+    tf.stack(stacks.map(({ A, B, R }) => tf.matMul(tf.tensor2d(A, [D, R]), tf.tensor2d(B, [R, D])))),
+  );
+  const v = (await all.data()) as Float32Array;
+  all.dispose();
+  return stacks.map((_, k) => v.slice(k * D * D, (k + 1) * D * D));
 }
 
 /** Every block but the last runs all its tokens; the last only needs its class tokens' output. */
