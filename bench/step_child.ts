@@ -6,6 +6,7 @@
  * Writes CHILD_TAG-prefixed JSON lines (ChildMessage) to stdout.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { nativeAddon } from "../native/index.js";
 import { selectBackend } from "../worker/backend.js";
 import {
   CHILD_TAG,
@@ -66,6 +67,8 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
   const warmupSeconds = (performance.now() - w0) / 1000;
 
   const numTensorsBefore = tf.memory().numTensors;
+  const gemm = tf.getBackend() === "blas" ? nativeAddon() : undefined;
+  const flops0 = gemm?.sgemmFlops() ?? 0;
   const stepSeconds: number[] = [];
   const cpu0 = process.cpuUsage();
   const start = performance.now();
@@ -80,6 +83,7 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
   const timedSeconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const numTensorsAfter = tf.memory().numTensors;
+  const sgemmFlopsPerStep = gemm ? (gemm.sgemmFlops() - flops0) / stepSeconds.length : undefined;
   return {
     imagesPerSec: (stepSeconds.length * spec.batch) / timedSeconds,
     timedSteps: stepSeconds.length,
@@ -93,6 +97,7 @@ function measure(job: ChildJob, p: Prepared, workload: Workload): Measurement {
     setupRssMiB: p.setupRssMiB,
     setupSeconds: p.setupSeconds,
     tfBytesInUse: tf.memory().numBytes,
+    sgemmFlopsPerStep,
   };
 }
 

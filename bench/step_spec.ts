@@ -138,6 +138,8 @@ export interface Measurement {
   readonly setupSeconds: number;
   /** Bytes tfjs reports in use after the timed steps (wasm: the heap in use, not its high-water mark). */
   readonly tfBytesInUse: number;
+  /** blas: the float32 operations the addon's sgemm did per timed step (for the step's achieved GFLOP/s). */
+  readonly sgemmFlopsPerStep?: number;
 }
 
 /** Lines a child writes to stdout, each prefixed with CHILD_TAG. */

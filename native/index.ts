@@ -25,6 +25,8 @@ type Gemm<T> = (
 export interface NativeAddon {
   readonly sgemm: Gemm<Float32Array>;
   readonly dgemm: Gemm<Float64Array>;
+  /** Float32 operations (2·m·n·k per product) sgemm has done in this process so far. */
+  sgemmFlops(): number;
   /** c (n×n, both triangles) = a aᵀ for a row-major n×k. */
   dsyrk(a: Float64Array, c: Float64Array, n: number, k: number): void;
   /** All eigenpairs by divide and conquer; values descending, vectors row-major n×n (column j ↔ values[j]). */
