@@ -4,7 +4,7 @@
  * pass and covariance pass — plus the coordinator's central linear algebra for ViT-B/16 against numpy.
  *
  *   npm run bench:compare [-- --quick] [--models fixture,vit_ti16,vit_b16] [--rounds N] [--no-wasm]
- *                            [--python PATH] [--out PREFIX]
+ *                            [--coretypes unset,Haswell] [--python PATH] [--out PREFIX]
  *
  * Our side: the best CPU path this machine has (the `blas` backend when `npm run build:native` built the
  * addon, at 1 and 2 BLAS threads, else wasm) and pure wasm; each in its own process (bench/step_child.ts,
@@ -15,7 +15,14 @@
  * by the minute, so ours and PyTorch's run back to back, in `--rounds` alternating rounds, and each side's
  * best round counts; CPU seconds are recorded too.
  *
- * Writes bench/results/compare.json and compare.md. The last line printed is
+ * Every model runs once per OpenBLAS kernel setting (`--coretypes`, both sides alike): OPENBLAS_CORETYPE
+ * unset (OpenBLAS picks by CPUID: AVX-512 kernels where the CPU has them) and =Haswell (its AVX2 kernels,
+ * which some machines set). Each setting also records the machine's SGEMM rate (bench/sgemm_rate.ts) next
+ * to the step's achieved GFLOP/s (the addon's sgemm operations per step over the step's time).
+ *
+ * Writes bench/results/compare.json and compare.md. It prints one summary line per setting, the unset
+ * one last:
+ *   OPENBLAS_CORETYPE=Haswell ratios: vit_b16=R vit_ti16=R small=R central_linalg_s=S
  *   ratios: vit_b16=R vit_ti16=R small=R central_linalg_s=S
  * R = our images/s over PyTorch's on the training step (best CPU path), S = our central linear algebra
  * seconds for one ViT-B/16 task (the slower of a first and a later task).
@@ -33,6 +40,7 @@ import { designAllB, layerThreads, updateAllLayers } from "../coordinator/inflor
 import { type Mat, mat, matmulABt } from "../coordinator/linalg/matrix.js";
 import { closeThreadMap } from "../coordinator/linalg/thread-map.js";
 import { describeNative, nativeStatus } from "../native/index.js";
+import { SGEMM_TAG, type SgemmRate } from "./sgemm_rate.js";
 import {
   CHILD_TAG,
   type ChildJob,
@@ -48,6 +56,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "..");
 const CHILD = path.join(HERE, "step_child.ts");
 const TORCH = path.join(HERE, "compare_torch.py");
+const SGEMM = path.join(HERE, "sgemm_rate.ts");
 const TORCH_TAG = "@@compare-torch ";
 const SHORT: Record<string, string> = { vit_b16: "vit_b16", vit_ti16: "vit_ti16", fixture: "small" };
 const T0 = performance.now();
@@ -66,6 +75,8 @@ interface Options {
   readonly wasm: boolean;
   readonly python?: string;
   readonly out: string;
+  /** OPENBLAS_CORETYPE values to run; undefined = unset. */
+  readonly coretypes: readonly (string | undefined)[];
 }
 
 function options(): Options {
@@ -77,6 +88,7 @@ function options(): Options {
       "no-wasm": { type: "boolean", default: false },
       python: { type: "string" },
       out: { type: "string" },
+      coretypes: { type: "string", default: "unset,Haswell" },
     },
     strict: true,
   });
@@ -92,7 +104,13 @@ function options(): Options {
   const rounds = Number(values.rounds ?? (quick ? 1 : 2));
   if (!Number.isInteger(rounds) || rounds < 1) throw new Error("--rounds: expected a positive integer");
   const out = path.resolve(values.out ?? path.join(HERE, "results", quick ? "compare-quick" : "compare"));
-  return { quick, models, rounds, wasm: !values["no-wasm"], python: values.python, out };
+  const coretypes = values
+    .coretypes!.split(",")
+    .map((c) => c.trim())
+    .filter((c) => c !== "")
+    .map((c) => (c === "unset" ? undefined : c));
+  if (coretypes.length === 0) throw new Error("--coretypes: expected e.g. unset,Haswell");
+  return { quick, models, rounds, wasm: !values["no-wasm"], python: values.python, out, coretypes };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -469,36 +487,30 @@ function markdown(result: CompareResult): string {
       `${result.native} · ${result.durationSeconds.toFixed(0)} s`,
     "",
     `Load average (1 min) at start ${result.loadAverage[0].toFixed(1)}, at end ${result.loadAverageEnd[0].toFixed(1)}. ` +
-      `OPENBLAS_CORETYPE=${process.env.OPENBLAS_CORETYPE ?? "(unset)"} for both sides.`,
+      `Each OPENBLAS_CORETYPE setting below applies to both sides.`,
     "",
   );
   if (result.torchSkipped) lines.push(`**PyTorch column skipped:** ${result.torchSkipped}`, "");
   lines.push(
     "Images/s is wall-clock over the timed steps; each side's best of the alternating rounds. CPU s/step is the",
     "process CPU time (all threads) per step. Ratio = ours / PyTorch's best configuration. Peak RSS: the",
-    "process's maximum resident set after its training workload (model set-up included).",
+    "process's maximum resident set after its training workload (model set-up included). GEMM GFLOP/s: the",
+    "addon's sgemm operations per step over the step's wall time, to set against the machine's SGEMM rate.",
     "",
   );
-  for (const m of result.models) {
-    lines.push(`## ${m.title}`, "");
+  for (const setting of result.settings) {
+    lines.push(`## ${coretypeText(setting.coretype)}`, "");
     lines.push(
-      "| side | workload | images/s | CPU s/step | ratio vs PyTorch | peak RSS MiB |",
-      "| --- | --- | ---: | ---: | ---: | ---: |",
+      setting.sgemm
+        ? `SGEMM rate (bench/sgemm_rate.ts, OpenBLAS core ${setting.sgemm.core}): ` +
+            `${Object.entries(setting.sgemm.gflops)
+              .map(([t, g]) => `${fmt(g)} GFLOP/s on ${t} thread${t === "1" ? "" : "s"}`)
+              .join(", ")}.`
+        : `SGEMM rate not measured: ${setting.sgemmError}`,
+      "",
     );
-    for (const [label, side] of Object.entries(m.best)) {
-      for (const w of WORKLOADS) {
-        const x = side?.[w];
-        if (!x) continue;
-        const cpuPerStep = x.timedCpuSeconds / x.timedSteps;
-        const r = isTorch(label) ? undefined : ratio(x.imagesPerSec, torchBest(m, w));
-        lines.push(
-          `| ${label} | ${w} | ${fmt(x.imagesPerSec)} | ${fmt(cpuPerStep)} | ${fmt(r, 2)} | ${w === "train" ? fmt(x.peakRssMiB, 4) : ""} |`,
-        );
-      }
-    }
-    const failed = m.runs.filter((r) => r.error);
-    for (const f of failed) lines.push("", `- ${f.label}: failed — ${f.error}`);
-    lines.push("");
+    for (const m of setting.models) modelTable(lines, m);
+    lines.push("```", setting.summary, "```", "");
   }
   lines.push("## Central linear algebra, ViT-B/16 (12 layers of 768, rank 10)", "");
   lines.push(
@@ -529,12 +541,68 @@ function markdown(result: CompareResult): string {
     }
   }
   if (typeof result.linalg.numpy === "string") lines.push("", `numpy: ${result.linalg.numpy}`);
-  lines.push("", "```", result.summary, "```", "");
+  lines.push("");
   return lines.join("\n");
 }
 
+function modelTable(lines: string[], m: ModelReport): void {
+  lines.push(`### ${m.title}`, "");
+  lines.push(
+    "| side | workload | images/s | CPU s/step | ratio vs PyTorch | peak RSS MiB | GEMM GFLOP/s |",
+    "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+  );
+  for (const [label, side] of Object.entries(m.best)) {
+    for (const w of WORKLOADS) {
+      const x = side?.[w];
+      if (!x) continue;
+      const cpuPerStep = x.timedCpuSeconds / x.timedSteps;
+      const r = isTorch(label) ? undefined : ratio(x.imagesPerSec, torchBest(m, w));
+      lines.push(
+        `| ${label} | ${w} | ${fmt(x.imagesPerSec)} | ${fmt(cpuPerStep)} | ${fmt(r, 2)} | ${w === "train" ? fmt(x.peakRssMiB, 4) : ""} | ${fmt(gemmGflops(x))} |`,
+      );
+    }
+  }
+  const failed = m.runs.filter((r) => r.error);
+  for (const f of failed) lines.push("", `- ${f.label}: failed — ${f.error}`);
+  lines.push("");
+}
+
+/** The step's sgemm GFLOP/s over its wall time (ours on blas only). */
+function gemmGflops(x: Measurement | TorchMeasurement): number | undefined {
+  const flops = "sgemmFlopsPerStep" in x ? x.sgemmFlopsPerStep : undefined;
+  return flops ? (flops * x.timedSteps) / x.timedSeconds / 1e9 : undefined;
+}
+
+function coretypeText(coretype: string | undefined): string {
+  return `OPENBLAS_CORETYPE=${coretype ?? "(unset)"}`;
+}
+
+/** The environment of one setting: OPENBLAS_CORETYPE set to it, or removed. */
+function withCoretype(env: NodeJS.ProcessEnv, coretype: string | undefined): NodeJS.ProcessEnv {
+  const out = { ...env };
+  if (coretype === undefined) delete out.OPENBLAS_CORETYPE;
+  else out.OPENBLAS_CORETYPE = coretype;
+  return out;
+}
+
+async function sgemmRate(env: NodeJS.ProcessEnv): Promise<SgemmRate | string> {
+  const r = await runTagged(process.execPath, ["--import", "tsx", SGEMM], SGEMM_TAG, 10 * 60_000, env);
+  const m = r.messages[0] as SgemmRate | undefined;
+  return m ?? `exit ${r.code}: ${r.stderrTail.split("\n").slice(-3).join(" ")}`;
+}
+
+interface SettingReport {
+  /** undefined: OPENBLAS_CORETYPE unset. */
+  readonly coretype?: string;
+  readonly sgemm?: SgemmRate;
+  readonly sgemmError?: string;
+  readonly models: readonly ModelReport[];
+  readonly ratios: Record<string, number | undefined>;
+  readonly summary: string;
+}
+
 interface CompareResult {
-  readonly format: "inflora-bench-compare/1";
+  readonly format: "inflora-bench-compare/2";
   readonly date: string;
   readonly durationSeconds: number;
   readonly machine: { cpu: string; threads: number; node: string; memoryGiB: number };
@@ -543,7 +611,8 @@ interface CompareResult {
   readonly native: string;
   readonly torch?: TorchInfo;
   readonly torchSkipped?: string;
-  readonly models: readonly ModelReport[];
+  /** One per OPENBLAS_CORETYPE setting, in the order run. */
+  readonly settings: readonly SettingReport[];
   readonly linalg: {
     /** As the trainer runs it: the layers one after the other. */
     ours: LinalgTask[];
@@ -553,8 +622,6 @@ interface CompareResult {
     numpy?: LinalgTask[] | string;
     oursSeconds: number;
   };
-  readonly ratios: Record<string, number | undefined>;
-  readonly summary: string;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -587,28 +654,42 @@ async function main(): Promise<void> {
       ]
     : [];
 
-  const models: ModelReport[] = [];
-  for (const spec of opts.models) {
-    const runs: Side[] = [];
-    for (let round = 0; round < opts.rounds; round++) {
-      for (const p of oursPaths) {
-        log(`${spec.id}: ${p.label}, round ${round + 1}`);
-        runs.push(await runOurs(p.label, p.backend, spec, spec.batch, opts.quick, p.env));
-      }
-      if (!torchSkipped) {
-        for (const threads of TORCH_THREADS) {
-          log(`${spec.id}: ${torchLabel(threads)}, round ${round + 1}`);
-          runs.push(await runTorch((torch as TorchInfo).python, threads, spec, opts.quick, env));
+  const runModels = async (coretype: string | undefined): Promise<ModelReport[]> => {
+    const models: ModelReport[] = [];
+    const setEnv = withCoretype(env, coretype);
+    const tag = coretypeText(coretype);
+    for (const spec of opts.models) {
+      const runs: Side[] = [];
+      for (let round = 0; round < opts.rounds; round++) {
+        for (const p of oursPaths) {
+          log(`${tag} ${spec.id}: ${p.label}, round ${round + 1}`);
+          runs.push(
+            await runOurs(p.label, p.backend, spec, spec.batch, opts.quick, withCoretype(p.env, coretype)),
+          );
+        }
+        if (!torchSkipped) {
+          for (const threads of TORCH_THREADS) {
+            log(`${tag} ${spec.id}: ${torchLabel(threads)}, round ${round + 1}`);
+            runs.push(await runTorch((torch as TorchInfo).python, threads, spec, opts.quick, setEnv));
+          }
         }
       }
+      if (opts.wasm || oursPaths.length === 0) {
+        const mb = Math.min(spec.batch, WASM_MICRO_BATCH[spec.id] ?? spec.microBatches[0]);
+        log(`${tag} ${spec.id}: wasm, micro-batch ${mb}`);
+        runs.push(await runOurs("wasm", "wasm", spec, mb, opts.quick, setEnv));
+      }
+      for (const r of runs) if (r.error) log(`${spec.id}: ${r.label} failed: ${r.error}`);
+      models.push({ id: spec.id, title: spec.title, batch: spec.batch, runs, best: bestBySide(runs) });
     }
-    if (opts.wasm || oursPaths.length === 0) {
-      const mb = Math.min(spec.batch, WASM_MICRO_BATCH[spec.id] ?? spec.microBatches[0]);
-      log(`${spec.id}: wasm, micro-batch ${mb}`);
-      runs.push(await runOurs("wasm", "wasm", spec, mb, opts.quick, env));
-    }
-    for (const r of runs) if (r.error) log(`${spec.id}: ${r.label} failed: ${r.error}`);
-    models.push({ id: spec.id, title: spec.title, batch: spec.batch, runs, best: bestBySide(runs) });
+    return models;
+  };
+
+  const measured: { coretype?: string; sgemm: SgemmRate | string; models: ModelReport[] }[] = [];
+  for (const coretype of opts.coretypes) {
+    const sgemm = native.addon ? await sgemmRate(withCoretype(env, coretype)) : "no native addon";
+    log(`${coretypeText(coretype)}: SGEMM ${typeof sgemm === "string" ? sgemm : JSON.stringify(sgemm)}`);
+    measured.push({ coretype, sgemm, models: await runModels(coretype) });
   }
 
   log("central linear algebra: ours, layer after layer on one thread");
@@ -626,17 +707,34 @@ async function main(): Promise<void> {
   // The summary reports what the trainer does (layers on threads).
   const oursSeconds = Math.max(...oursParallel.map(taskSeconds));
 
-  const ratios: Record<string, number | undefined> = {};
-  for (const m of models) {
-    const best = oursBest(m);
-    ratios[SHORT[m.id]] = best ? ratio(m.best[best]?.train?.imagesPerSec, torchBest(m, "train")) : undefined;
-  }
-  const r = (k: string) => (ratios[k] === undefined ? "n/a" : ratios[k]!.toFixed(2));
-  const summary = `ratios: vit_b16=${r("vit_b16")} vit_ti16=${r("vit_ti16")} small=${r("small")} central_linalg_s=${oursSeconds.toFixed(2)}`;
+  const settings: SettingReport[] = measured.map(({ coretype, sgemm, models }) => {
+    const ratios: Record<string, number | undefined> = {};
+    for (const m of models) {
+      const best = oursBest(m);
+      ratios[SHORT[m.id]] = best
+        ? ratio(m.best[best]?.train?.imagesPerSec, torchBest(m, "train"))
+        : undefined;
+    }
+    const r = (k: string) => (ratios[k] === undefined ? "n/a" : ratios[k]!.toFixed(2));
+    const line = `ratios: vit_b16=${r("vit_b16")} vit_ti16=${r("vit_ti16")} small=${r("small")} central_linalg_s=${oursSeconds.toFixed(2)}`;
+    return {
+      coretype,
+      sgemm: typeof sgemm === "string" ? undefined : sgemm,
+      sgemmError: typeof sgemm === "string" ? sgemm : undefined,
+      models,
+      ratios,
+      summary: coretype === undefined ? line : `${coretypeText(coretype)} ${line}`,
+    };
+  });
+  // The unset setting's line is printed last, in the format other tools parse.
+  const summaries = [
+    ...settings.filter((x) => x.coretype !== undefined),
+    ...settings.filter((x) => x.coretype === undefined),
+  ].map((x) => x.summary);
 
   const cpu = os.cpus()[0]?.model?.trim() ?? "unknown cpu";
   const result: CompareResult = {
-    format: "inflora-bench-compare/1",
+    format: "inflora-bench-compare/2",
     date: new Date().toISOString(),
     durationSeconds: (performance.now() - T0) / 1000,
     machine: {
@@ -650,10 +748,8 @@ async function main(): Promise<void> {
     native: nativeText,
     torch: torchSkipped ? undefined : (torch as TorchInfo),
     torchSkipped,
-    models,
+    settings,
     linalg: { ours, oursParallel, parallelThreads: threads, numpy, oursSeconds },
-    ratios,
-    summary,
   };
   await mkdir(path.dirname(opts.out), { recursive: true });
   const md = markdown(result);
@@ -665,7 +761,7 @@ async function main(): Promise<void> {
     await rename(`${opts.out}.${ext}.tmp`, `${opts.out}.${ext}`);
   }
   process.stdout.write(`${md}\n`);
-  process.stdout.write(`${summary}\n`);
+  process.stdout.write(`${summaries.join("\n")}\n`);
 }
 
 await main();

@@ -431,6 +431,18 @@ async function writeAtomic(file: string, text: string): Promise<void> {
   await rename(tmp, file);
 }
 
+/** The blas step's per-op profile at 1 and 2 BLAS threads (bench/step_profile.ts), next to step.md. */
+async function profileBlas(spec: ModelSpec): Promise<void> {
+  const out = path.join(HERE, "results", "step_profile");
+  const args = ["--import", "tsx", path.join(HERE, "step_profile.ts"), "--backend", "blas"];
+  args.push("--model", spec.id, "--micro-batch", String(spec.batch), "--threads", "1,2", "--out", out);
+  log(`per-op profile: blas, ${spec.id}, 1 and 2 threads`);
+  const code = await new Promise<number | null>((resolve) => {
+    spawn(process.execPath, args, { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] }).on("close", resolve);
+  });
+  log(code === 0 ? `wrote ${path.relative(process.cwd(), out)}.md` : `per-op profile failed (exit ${code})`);
+}
+
 async function main(): Promise<number> {
   const opts = parseOptions();
   const loadAverageAtStart = os.loadavg();
@@ -532,6 +544,7 @@ async function main(): Promise<number> {
     })
     .join(" ");
   process.stdout.write(`training step, ours / PyTorch CPU: ${ratios}\n`);
+  if (available.includes("blas") && !opts.quick) await profileBlas(opts.models[opts.models.length - 1]);
 
   const failures = models.flatMap((m) =>
     m.runs

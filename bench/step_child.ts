@@ -6,6 +6,7 @@
  * Writes CHILD_TAG-prefixed JSON lines (ChildMessage) to stdout.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { nativeAddon } from "../native/index.js";
 import { countBackendWork } from "../worker/backend_counters.js";
 import { startBenchBackend } from "./step_backend.js";
 import {
@@ -68,6 +69,8 @@ async function measure(job: ChildJob, p: Prepared, workload: Workload): Promise<
   const warmupSeconds = (performance.now() - w0) / 1000;
 
   const numTensorsBefore = tf.memory().numTensors;
+  const gemm = tf.getBackend() === "blas" ? nativeAddon() : undefined;
+  const flops0 = gemm?.sgemmFlops() ?? 0;
   const stepSeconds: number[] = [];
   const cpu0 = process.cpuUsage();
   const start = performance.now();
@@ -82,6 +85,7 @@ async function measure(job: ChildJob, p: Prepared, workload: Workload): Promise<
   const timedSeconds = (performance.now() - start) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const numTensorsAfter = tf.memory().numTensors;
+  const sgemmFlopsPerStep = gemm ? (gemm.sgemmFlops() - flops0) / stepSeconds.length : undefined;
   const tfBytesInUse = tf.memory().numBytes;
   const { counts } = await countBackendWork(() => step(m, timedMbs));
   return {
@@ -98,6 +102,7 @@ async function measure(job: ChildJob, p: Prepared, workload: Workload): Promise<
     setupSeconds: p.setupSeconds,
     tfBytesInUse,
     perStep: counts,
+    sgemmFlopsPerStep,
   };
 }
 

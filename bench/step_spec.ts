@@ -158,6 +158,8 @@ export interface Measurement {
   readonly tfBytesInUse: number;
   /** Counted over one more step after the timed ones (the counting is not timed). */
   readonly perStep: StepCounts;
+  /** blas: the float32 operations the addon's sgemm did per timed step (for the step's achieved GFLOP/s). */
+  readonly sgemmFlopsPerStep?: number;
 }
 
 /** Lines a child writes to stdout, each prefixed with CHILD_TAG. */

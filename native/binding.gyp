@@ -12,7 +12,8 @@
         "src/eigh_select.cc",
         "src/elementwise.cc",
         "src/kernel_table.cc",
-        "src/kernels_impl.cc"
+        "src/kernels_impl.cc",
+        "src/thread_pool.cc"
       ],
       "defines": ["NAPI_VERSION=8", "INFLORA_KERNEL_VARIANT=baseline"],
       "cflags_cc": ["<@(common_cflags)"],
@@ -21,7 +22,10 @@
       "conditions": [
         [
           "target_arch=='x64'",
-          { "dependencies": ["inflora_kernels_avx2"], "defines": ["INFLORA_HAVE_AVX2_VARIANT"] }
+          {
+            "dependencies": ["inflora_kernels_avx2", "inflora_kernels_avx512"],
+            "defines": ["INFLORA_HAVE_AVX2_VARIANT", "INFLORA_HAVE_AVX512_VARIANT"]
+          }
         ]
       ]
     }
@@ -38,6 +42,23 @@
             "defines": ["INFLORA_KERNEL_VARIANT=avx2"],
             "cflags": ["-fPIC"],
             "cflags_cc": ["<@(common_cflags)", "-mavx2", "-mfma"]
+          },
+          {
+            "target_name": "inflora_kernels_avx512",
+            "type": "static_library",
+            "sources": ["src/kernels_impl.cc"],
+            "defines": ["INFLORA_KERNEL_VARIANT=avx512"],
+            "cflags": ["-fPIC"],
+            "cflags_cc": [
+              "<@(common_cflags)",
+              "-mavx2",
+              "-mfma",
+              "-mavx512f",
+              "-mavx512bw",
+              "-mavx512dq",
+              "-mavx512vl",
+              "-mprefer-vector-width=512"
+            ]
           }
         ]
       }

@@ -25,6 +25,8 @@ type Gemm<T> = (
 export interface NativeAddon {
   readonly sgemm: Gemm<Float32Array>;
   readonly dgemm: Gemm<Float64Array>;
+  /** Float32 operations (2·m·n·k per product) sgemm has done in this process so far. */
+  sgemmFlops(): number;
   /** c (n×n, both triangles) = a aᵀ for a row-major n×k. */
   dsyrk(a: Float64Array, c: Float64Array, n: number, k: number): void;
   /** All eigenpairs by divide and conquer; values descending, vectors row-major n×n (column j ↔ values[j]). */
@@ -76,8 +78,14 @@ export interface NativeAddon {
     inner: number,
     out: Float32Array,
   ): void;
-  blasInfo(): { config: string; core: string; threads: number; kernels: string };
+  /** `kernels`: the elementwise variant in use; `kernelReason`: why (CPUID, or INFLORA_KERNELS=name). */
+  blasInfo(): { config: string; core: string; threads: number; kernels: string; kernelReason: string };
+  /** BLAS threads; the elementwise, softmax, transpose and reduction kernels split over as many. */
   setThreads(threads: number): void;
+  /** Every elementwise variant built (baseline, avx2, avx512), fastest last, and whether this CPU runs it. */
+  kernelVariants(): { name: string; supported: boolean; missing: string }[];
+  /** Switches the elementwise variant process-wide (tests compare them); false when unknown or unsupported. */
+  useKernels(name: string): boolean;
 }
 
 export interface NativeStatus {
@@ -111,12 +119,15 @@ function load(): NativeStatus {
   }
 }
 
-/** "OpenBLAS 0.3.21 Haswell, 1 thread, avx2 kernels": the library, its kernel, threads now, our kernels. */
+/**
+ * "OpenBLAS 0.3.21 Cooperlake, 1 thread, avx512 kernels (the fastest the CPU supports)": the library, its
+ * kernel, threads now, our elementwise variant and why it was chosen.
+ */
 export function describeNative(addon: NativeAddon): string {
   const info = addon.blasInfo();
   const words = info.config.split(" ");
   const threads = `${info.threads} thread${info.threads === 1 ? "" : "s"}`;
-  return `${words.slice(0, 2).join(" ")} ${info.core}, ${threads}, ${info.kernels} kernels`;
+  return `${words.slice(0, 2).join(" ")} ${info.core}, ${threads}, ${info.kernels} kernels (${info.kernelReason})`;
 }
 
 /** The addon's load outcome, decided once per process (and per worker thread). */

@@ -21,11 +21,48 @@ napi_value blasInfo(napi_env env, napi_callback_info) {
   napi_create_string_utf8(env, corename ? corename : "", NAPI_AUTO_LENGTH, &core);
   napi_create_int32(env, openblas_get_num_threads(), &threads);
   napi_create_string_utf8(env, kernelTable().name, NAPI_AUTO_LENGTH, &kernels);
+  napi_value reason;
+  napi_create_string_utf8(env, kernelReason(), NAPI_AUTO_LENGTH, &reason);
   setProp(env, result, "config", config);
   setProp(env, result, "core", core);
   setProp(env, result, "threads", threads);
   setProp(env, result, "kernels", kernels);
+  setProp(env, result, "kernelReason", reason);
   return result;
+}
+
+// kernelVariants(): [{ name, supported, missing }] for every elementwise variant built, fastest last.
+napi_value kernelVariantsJs(napi_env env, napi_callback_info) {
+  int count = 0;
+  const KernelVariant* v = kernelVariants(&count);
+  napi_value list;
+  napi_create_array_with_length(env, count, &list);
+  for (int i = 0; i < count; i++) {
+    napi_value item, name, supported, missing;
+    napi_create_object(env, &item);
+    napi_create_string_utf8(env, v[i].name, NAPI_AUTO_LENGTH, &name);
+    napi_get_boolean(env, v[i].supported, &supported);
+    napi_create_string_utf8(env, v[i].missing, NAPI_AUTO_LENGTH, &missing);
+    setProp(env, item, "name", name);
+    setProp(env, item, "supported", supported);
+    setProp(env, item, "missing", missing);
+    napi_set_element(env, list, i, item);
+  }
+  return list;
+}
+
+// useKernels(name): switches the elementwise variant process-wide; false when unknown or unsupported.
+napi_value useKernelsJs(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!getArgs(env, info, 1, argv, "useKernels")) return nullptr;
+  char buf[32];
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, argv[0], buf, sizeof buf, &len) != napi_ok) {
+    return throwType(env, "useKernels: name must be a string");
+  }
+  napi_value ok;
+  napi_get_boolean(env, useKernels(buf), &ok);
+  return ok;
 }
 
 // setThreads(n): the number of BLAS threads (process-wide).
@@ -45,6 +82,8 @@ napi_value setThreads(napi_env env, napi_callback_info info) {
 NAPI_MODULE_INIT() {
   inflora::exportFunction(env, exports, "blasInfo", inflora::blasInfo);
   inflora::exportFunction(env, exports, "setThreads", inflora::setThreads);
+  inflora::exportFunction(env, exports, "kernelVariants", inflora::kernelVariantsJs);
+  inflora::exportFunction(env, exports, "useKernels", inflora::useKernelsJs);
   inflora::registerGemm(env, exports);
   inflora::registerLapack(env, exports);
   inflora::registerEighSelect(env, exports);

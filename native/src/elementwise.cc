@@ -1,8 +1,10 @@
 // Float32 elementwise kernels for the blas backend, in tfjs's semantics: binary ops with numpy
 // broadcasting, unary ops, softmax over the last axis (loops in kernels_impl.cc), transpose and
 // reductions over a contiguous block of axes. The pure-JS cpu kernels they replace cost 10–300 ns per
-// element; these run at memory speed.
+// element; these run at memory speed, split over the BLAS threads (thread_pool.h) by output rows or
+// ranges, so every output element is computed by the same operations in the same order on 1 or N threads.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -11,6 +13,7 @@
 #include "addon.h"
 #include "kernels.h"
 #include "napi_args.h"
+#include "thread_pool.h"
 
 namespace inflora {
 namespace {
@@ -126,6 +129,28 @@ bool planBroadcast(const std::vector<int64_t>& as, const std::vector<int64_t>& b
   return true;
 }
 
+// Elements per vector register of the widest variant: split points on this multiple keep each thread's
+// vector loop whole.
+constexpr int64_t kAlign = 16;
+
+// The walk over threads: by outer rows, or for a single contiguous run (rank 1), by element ranges.
+void runBinary(BinaryOp kind, const float* a, const float* b, float* o, const Walk& w) {
+  const KernelTable& k = kernelTable();
+  if (w.rank == 1) {
+    const int64_t sa = w.sa[0], sb = w.sb[0];
+    parallelFor(w.shape[0], 3, kAlign, [&](int64_t i0, int64_t i1) {
+      Walk part = w;
+      part.shape[0] = i1 - i0;
+      k.binary(kind, a + i0 * sa, b + i0 * sb, o + i0, part, 0, 1);
+    });
+    return;
+  }
+  int64_t outer = 1;
+  for (int i = 0; i < w.rank - 1; i++) outer *= w.shape[i];
+  parallelFor(outer, 3 * w.shape[w.rank - 1], 1,
+              [&](int64_t t0, int64_t t1) { k.binary(kind, a, b, o, w, t0, t1); });
+}
+
 // binary(op, a, aShape, b, bShape, out, outShape)
 napi_value binary(napi_env env, napi_callback_info info) {
   const char* fn = "binary";
@@ -152,7 +177,7 @@ napi_value binary(napi_env env, napi_callback_info info) {
   else if (op == "div") kind = BinaryOp::kDiv;
   else if (op == "sqdiff") kind = BinaryOp::kSqDiff;
   else return throwRange(env, "binary: unknown op " + op);
-  kernelTable().binary(kind, a, b, o, w);
+  runBinary(kind, a, b, o, w);
   return nullptr;
 }
 
@@ -169,15 +194,18 @@ napi_value sumF64(napi_env env, napi_callback_info info) {
   std::vector<const float*> parts;
   if (!getFloat32Arrays(env, argv[0], n, false, &parts, fn, "parts")) return nullptr;
   constexpr size_t kBlock = 2048;
-  for (size_t i0 = 0; i0 < n; i0 += kBlock) {
-    const size_t i1 = std::min(n, i0 + kBlock);
-    double* __restrict__ out = o;
-    for (size_t i = i0; i < i1; i++) out[i] = 0.0;
-    for (const float* part : parts) {
-      const float* __restrict__ x = part;
-      for (size_t i = i0; i < i1; i++) out[i] += static_cast<double>(x[i]);
+  const int64_t blocks = static_cast<int64_t>((n + kBlock - 1) / kBlock);
+  parallelFor(blocks, static_cast<int64_t>(kBlock * (parts.size() + 2)), 1, [&](int64_t b0, int64_t b1) {
+    for (size_t i0 = b0 * kBlock; i0 < std::min(n, b1 * kBlock); i0 += kBlock) {
+      const size_t i1 = std::min(n, i0 + kBlock);
+      double* __restrict__ out = o;
+      for (size_t i = i0; i < i1; i++) out[i] = 0.0;
+      for (const float* part : parts) {
+        const float* __restrict__ x = part;
+        for (size_t i = i0; i < i1; i++) out[i] += static_cast<double>(x[i]);
+      }
     }
-  }
+  });
   return nullptr;
 }
 
@@ -201,9 +229,14 @@ napi_value addN(napi_env env, napi_callback_info info) {
     std::memcpy(o, inputs[0], lo * sizeof(float));
     return nullptr;
   }
-  kernelTable().binary(BinaryOp::kAdd, inputs[0], inputs[1], o, w);
-  // Later inputs accumulate in place: the same index is read and then written, so o may alias a.
-  for (uint32_t i = 2; i < count; i++) kernelTable().binary(BinaryOp::kAddInPlace, o, inputs[i], o, w);
+  const KernelTable& k = kernelTable();
+  parallelFor(static_cast<int64_t>(lo), count + 1, kAlign, [&](int64_t i0, int64_t i1) {
+    Walk part = w;
+    part.shape[0] = i1 - i0;
+    k.binary(BinaryOp::kAdd, inputs[0] + i0, inputs[1] + i0, o + i0, part, 0, 1);
+    // Later inputs accumulate in place: the same index is read and then written, so o may alias a.
+    for (uint32_t i = 2; i < count; i++) k.binary(BinaryOp::kAddInPlace, o + i0, inputs[i] + i0, o + i0, part, 0, 1);
+  });
   return nullptr;
 }
 
@@ -233,7 +266,10 @@ napi_value unary(napi_env env, napi_callback_info info) {
   else if (op == "abs") kind = UnaryOp::kAbs;
   else if (op == "erf") kind = UnaryOp::kErf;
   else return throwRange(env, "unary: unknown op " + op);
-  kernelTable().unary(kind, x, o, n);
+  const KernelTable& k = kernelTable();
+  // erf and exp cost several times a copy per element.
+  const int64_t cost = kind == UnaryOp::kErf || kind == UnaryOp::kExp ? 8 : 2;
+  parallelFor(n, cost, kAlign, [&](int64_t i0, int64_t i1) { k.unary(kind, x + i0, o + i0, i1 - i0); });
   return nullptr;
 }
 
@@ -254,7 +290,9 @@ napi_value softmax(napi_env env, napi_callback_info info) {
       !checkLength(env, lx, mulOrNeg(rows, cols), fn, "x") || !checkLength(env, lo, mulOrNeg(rows, cols), fn, "out")) {
     return nullptr;
   }
-  kernelTable().softmax(x, o, rows, cols);
+  const KernelTable& k = kernelTable();
+  parallelFor(rows, 8 * cols, 1,
+              [&](int64_t r0, int64_t r1) { k.softmax(x + r0 * cols, o + r0 * cols, r1 - r0, cols); });
   return nullptr;
 }
 
@@ -318,35 +356,52 @@ napi_value transpose(napi_env env, napi_callback_info info) {
   const int64_t sr = st[k - 2], sc = st[k - 1];
   int64_t outer = 1;
   for (int i = 0; i < k - 2; i++) outer *= dims[i];
-  int64_t idx[kMaxRank + 2] = {0};
-  int64_t base = 0;
   const int64_t T = 32;
-  for (int64_t t = 0; t < outer; t++) {
+  // Rows [i0, i1) of the 2-D block t, read from x + base.
+  const auto block = [&](int64_t t, int64_t base, int64_t i0, int64_t i1) {
     float* ob = o + t * rowsN * colsN;
     if (sc == 1) {
-      for (int64_t i = 0; i < rowsN; i++) std::memcpy(ob + i * colsN, x + base + i * sr, colsN * sizeof(float));
-    } else {
-      // Tiles keep the strided reads inside cache lines already loaded.
-      for (int64_t i0 = 0; i0 < rowsN; i0 += T) {
-        const int64_t i1 = i0 + T < rowsN ? i0 + T : rowsN;
-        for (int64_t j0 = 0; j0 < colsN; j0 += T) {
-          const int64_t j1 = j0 + T < colsN ? j0 + T : colsN;
-          for (int64_t i = i0; i < i1; i++) {
-            const float* src = x + base + i * sr;
-            float* dst = ob + i * colsN;
-            for (int64_t j = j0; j < j1; j++) dst[j] = src[j * sc];
-          }
+      for (int64_t i = i0; i < i1; i++) std::memcpy(ob + i * colsN, x + base + i * sr, colsN * sizeof(float));
+      return;
+    }
+    // Tiles keep the strided reads inside cache lines already loaded.
+    for (int64_t r0 = i0; r0 < i1; r0 += T) {
+      const int64_t r1 = r0 + T < i1 ? r0 + T : i1;
+      for (int64_t j0 = 0; j0 < colsN; j0 += T) {
+        const int64_t j1 = j0 + T < colsN ? j0 + T : colsN;
+        for (int64_t i = r0; i < r1; i++) {
+          const float* src = x + base + i * sr;
+          float* dst = ob + i * colsN;
+          for (int64_t j = j0; j < j1; j++) dst[j] = src[j * sc];
         }
       }
     }
-    for (int d = k - 3; d >= 0; d--) {
-      idx[d]++;
-      base += st[d];
-      if (idx[d] < dims[d]) break;
-      base -= st[d] * dims[d];
-      idx[d] = 0;
-    }
+  };
+  if (outer == 1) {
+    parallelFor(rowsN, 2 * colsN, T, [&](int64_t i0, int64_t i1) { block(0, 0, i0, i1); });
+    return nullptr;
   }
+  parallelFor(outer, 2 * rowsN * colsN, 1, [&](int64_t t0, int64_t t1) {
+    // The odometer over the outer dims, started at block t0.
+    int64_t idx[kMaxRank + 2] = {0};
+    int64_t base = 0;
+    int64_t rem = t0;
+    for (int d = k - 3; d >= 0; d--) {
+      idx[d] = rem % dims[d];
+      rem /= dims[d];
+      base += idx[d] * st[d];
+    }
+    for (int64_t t = t0; t < t1; t++) {
+      block(t, base, 0, rowsN);
+      for (int d = k - 3; d >= 0; d--) {
+        idx[d]++;
+        base += st[d];
+        if (idx[d] < dims[d]) break;
+        base -= st[d] * dims[d];
+        idx[d] = 0;
+      }
+    }
+  });
   return nullptr;
 }
 
@@ -373,13 +428,25 @@ napi_value reduce(napi_env env, napi_callback_info info) {
   if (!isSum && !isMean && !isMax && !isMin) return throwRange(env, "reduce: unknown op " + op);
   if ((isMax || isMin) && R == 0) return throwRange(env, "reduce: max/min over an empty axis");
   const double scale = isMean ? 1.0 / static_cast<double>(R) : 1.0;
-  try {
-    std::vector<double> acc(isSum || isMean ? B : 0);
-    std::vector<float> ext(isMax || isMin ? B : 0);
-    std::vector<unsigned char> nan(isMax || isMin ? B : 0);
-    for (int64_t a = 0; a < A; a++) {
-      const float* xa = x + a * R * B;
-      float* oa = o + a * B;
+  // Outer blocks a [a0, a1), inner columns [b0, b1): each output's sum runs over r in order, whatever the split.
+  // An allocation failure on a helper thread must come back to the caller as a JS error, not a terminate.
+  std::atomic<bool> outOfMemory{false};
+  const auto run = [&](int64_t a0, int64_t a1, int64_t b0, int64_t b1) {
+    const int64_t nb = b1 - b0;
+    std::vector<double> acc;
+    std::vector<float> ext;
+    std::vector<unsigned char> nan;
+    try {
+      acc.resize(isSum || isMean ? nb : 0);
+      ext.resize(isMax || isMin ? nb : 0);
+      nan.resize(isMax || isMin ? nb : 0);
+    } catch (const std::bad_alloc&) {
+      outOfMemory = true;
+      return;
+    }
+    for (int64_t a = a0; a < a1; a++) {
+      const float* xa = x + a * R * B + b0;
+      float* oa = o + a * B + b0;
       if (isSum || isMean) {
         if (B == 1) {
           double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -397,27 +464,34 @@ napi_value reduce(napi_env env, napi_callback_info info) {
         std::fill(acc.begin(), acc.end(), 0.0);
         for (int64_t r = 0; r < R; r++) {
           const float* row = xa + r * B;
-          for (int64_t b = 0; b < B; b++) acc[b] += row[b];
+          for (int64_t b = 0; b < nb; b++) acc[b] += row[b];
         }
-        for (int64_t b = 0; b < B; b++) oa[b] = static_cast<float>(acc[b] * scale);
+        for (int64_t b = 0; b < nb; b++) oa[b] = static_cast<float>(acc[b] * scale);
       } else {
         // NaN wins, as Math.max/Math.min in the cpu kernels.
-        std::memcpy(ext.data(), xa, B * sizeof(float));
+        std::memcpy(ext.data(), xa, nb * sizeof(float));
         std::fill(nan.begin(), nan.end(), 0);
         for (int64_t r = 0; r < R; r++) {
           const float* row = xa + r * B;
-          for (int64_t b = 0; b < B; b++) {
+          for (int64_t b = 0; b < nb; b++) {
             const float v = row[b];
             nan[b] |= v != v;
             ext[b] = isMax ? (v > ext[b] ? v : ext[b]) : (v < ext[b] ? v : ext[b]);
           }
         }
-        for (int64_t b = 0; b < B; b++) oa[b] = nan[b] ? __builtin_nanf("") : ext[b];
+        for (int64_t b = 0; b < nb; b++) oa[b] = nan[b] ? __builtin_nanf("") : ext[b];
       }
     }
-  } catch (const std::bad_alloc&) {
-    return throwError(env, "reduce: out of memory");
+  };
+  // By outer blocks when there are enough of them, else by inner columns (a column sum over rows).
+  if (A >= poolThreads() || B < 2 * kAlign) {
+    parallelFor(A, mulOrNeg(R, B) + B, 1, [&](int64_t a0, int64_t a1) { run(a0, a1, 0, B); });
+  } else {
+    for (int64_t a = 0; a < A; a++) {
+      parallelFor(B, R + 1, kAlign, [&](int64_t b0, int64_t b1) { run(a, a + 1, b0, b1); });
+    }
   }
+  if (outOfMemory) return throwError(env, "reduce: out of memory");
   return nullptr;
 }
 

@@ -4,6 +4,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "addon.h"
@@ -11,6 +12,10 @@
 
 namespace inflora {
 namespace {
+
+// Float32 operations (2·m·n·k per product) sgemm has done in this process: the benchmarks divide it by a
+// step's time for the step's achieved GFLOP/s.
+std::atomic<double> sgemmFlops{0.0};
 
 // Per matrix product: 32 M multiply-adds ≈ 1 ms on one core.
 constexpr double kSingleThreadMacs = 32.0 * 1024 * 1024;
@@ -72,7 +77,20 @@ napi_value gemm(napi_env env, napi_callback_info info, const char* fn) {
                 lda, b + (i % batchB) * k * n, ldb, c + i * m * n, static_cast<int>(n));
   }
   if (single) openblas_set_num_threads(threads);
+  if (sizeof(T) == sizeof(float)) {
+    const double flops = 2.0 * static_cast<double>(batch) * static_cast<double>(m) * n * k;
+    double seen = sgemmFlops.load(std::memory_order_relaxed);
+    while (!sgemmFlops.compare_exchange_weak(seen, seen + flops, std::memory_order_relaxed)) {
+    }
+  }
   return nullptr;
+}
+
+// sgemmFlops(): float32 operations done by sgemm so far in this process.
+napi_value sgemmFlopsJs(napi_env env, napi_callback_info) {
+  napi_value v;
+  napi_create_double(env, sgemmFlops.load(std::memory_order_relaxed), &v);
+  return v;
 }
 
 napi_value sgemm(napi_env env, napi_callback_info info) { return gemm<float>(env, info, "sgemm"); }
@@ -111,6 +129,7 @@ void registerGemm(napi_env env, napi_value exports) {
   exportFunction(env, exports, "sgemm", sgemm);
   exportFunction(env, exports, "dgemm", dgemm);
   exportFunction(env, exports, "dsyrk", dsyrk);
+  exportFunction(env, exports, "sgemmFlops", sgemmFlopsJs);
 }
 
 }  // namespace inflora

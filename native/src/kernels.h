@@ -1,5 +1,7 @@
-// Vectorisable float32 loops of the elementwise kernels. kernels_impl.cc is compiled twice: for the
-// baseline x86-64 (SSE2) and with AVX2+FMA; kernelTable() picks the variant the CPU runs, once.
+// Vectorisable float32 loops of the elementwise kernels. kernels_impl.cc is compiled once per variant: the
+// baseline x86-64 (SSE2), AVX2+FMA and AVX-512 (F/BW/DQ/VL, 512-bit vectors); kernelTable() picks the best
+// one the CPU runs, once, and says why. The two FMA builds contract the same multiply-adds and agree bit for
+// bit; the baseline's exp, erf and softmax differ from them in the last bit or two.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +25,9 @@ enum class UnaryOp { kNeg, kExp, kSquare, kSqrt, kRsqrt, kReciprocal, kAbs, kErf
 
 struct KernelTable {
   const char* name;
-  void (*binary)(BinaryOp op, const float* a, const float* b, float* o, const Walk& w);
+  // The outer rows [rowBegin, rowEnd) of the walk (all dims but the last); o points at the whole output.
+  void (*binary)(BinaryOp op, const float* a, const float* b, float* o, const Walk& w, int64_t rowBegin,
+                 int64_t rowEnd);
   void (*unary)(UnaryOp op, const float* x, float* o, int64_t n);
   // Softmax of each row of a rows×cols matrix.
   void (*softmax)(const float* x, float* o, int64_t rows, int64_t cols);
@@ -31,8 +35,25 @@ struct KernelTable {
 
 KernelTable baselineKernels();
 KernelTable avx2Kernels();
+KernelTable avx512Kernels();
 
-// The best variant for this CPU.
+// A variant the addon was built with, and whether this CPU runs it.
+struct KernelVariant {
+  const char* name;
+  KernelTable (*table)();
+  bool supported;
+  // What the CPU lacks when unsupported ("" otherwise).
+  const char* missing;
+};
+
+// Every variant built, fastest last.
+const KernelVariant* kernelVariants(int* count);
+
+// The variant in use: the fastest the CPU supports, or INFLORA_KERNELS=<name> when that one is supported.
 const KernelTable& kernelTable();
+// Why kernelTable() is the variant it is (for blasInfo and the bench header).
+const char* kernelReason();
+// Switches the variant process-wide (tests compare the variants); false when unknown or unsupported.
+bool useKernels(const char* name);
 
 }  // namespace inflora

@@ -5,7 +5,7 @@
 #include "kernels.h"
 
 #ifndef INFLORA_KERNEL_VARIANT
-#error "define INFLORA_KERNEL_VARIANT (baseline or avx2)"
+#error "define INFLORA_KERNEL_VARIANT (baseline, avx2 or avx512)"
 #endif
 
 namespace inflora {
@@ -46,14 +46,22 @@ void binaryInner(const float* __restrict a, int64_t sa, const float* __restrict 
 }
 
 template <class Op>
-void binaryWalk(const float* a, const float* b, float* o, const Walk& w) {
+void binaryWalk(const float* a, const float* b, float* o, const Walk& w, int64_t t0, int64_t t1) {
   const int last = w.rank - 1;
   const int64_t n = w.shape[last];
-  int64_t outer = 1;
-  for (int i = 0; i < last; i++) outer *= w.shape[i];
+  // The odometer's position and offsets at outer row t0.
   int64_t idx[kMaxRank] = {0};
   int64_t offA = 0, offB = 0;
-  for (int64_t t = 0; t < outer; t++) {
+  {
+    int64_t rem = t0;
+    for (int d = last - 1; d >= 0; d--) {
+      idx[d] = rem % w.shape[d];
+      rem /= w.shape[d];
+      offA += idx[d] * w.sa[d];
+      offB += idx[d] * w.sb[d];
+    }
+  }
+  for (int64_t t = t0; t < t1; t++) {
     binaryInner<Op>(a + offA, w.sa[last], b + offB, w.sb[last], o + t * n, n);
     // Odometer over the outer dims.
     for (int d = last - 1; d >= 0; d--) {
@@ -68,16 +76,17 @@ void binaryWalk(const float* a, const float* b, float* o, const Walk& w) {
   }
 }
 
-void binary(BinaryOp op, const float* a, const float* b, float* o, const Walk& w) {
+void binary(BinaryOp op, const float* a, const float* b, float* o, const Walk& w, int64_t t0, int64_t t1) {
   switch (op) {
-    case BinaryOp::kAdd: return binaryWalk<AddOp>(a, b, o, w);
-    case BinaryOp::kSub: return binaryWalk<SubOp>(a, b, o, w);
-    case BinaryOp::kMul: return binaryWalk<MulOp>(a, b, o, w);
-    case BinaryOp::kDiv: return binaryWalk<DivOp>(a, b, o, w);
-    case BinaryOp::kSqDiff: return binaryWalk<SqDiffOp>(a, b, o, w);
+    case BinaryOp::kAdd: return binaryWalk<AddOp>(a, b, o, w, t0, t1);
+    case BinaryOp::kSub: return binaryWalk<SubOp>(a, b, o, w, t0, t1);
+    case BinaryOp::kMul: return binaryWalk<MulOp>(a, b, o, w, t0, t1);
+    case BinaryOp::kDiv: return binaryWalk<DivOp>(a, b, o, w, t0, t1);
+    case BinaryOp::kSqDiff: return binaryWalk<SqDiffOp>(a, b, o, w, t0, t1);
     case BinaryOp::kAddInPlace: {
+      // A contiguous rank-1 walk: the rows are single elements' runs of length shape[0].
       const int64_t n = w.shape[0];
-      for (int64_t i = 0; i < n; i++) o[i] = o[i] + b[i];
+      for (int64_t i = t0 * n; i < t1 * n; i++) o[i] = o[i] + b[i];
       return;
     }
   }
