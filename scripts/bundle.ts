@@ -12,8 +12,10 @@
  *   with libvips; package.json (name and version: the package root, common/package_files.ts), the .proto
  *   sources, configs and the demo data.
  *
- * tfjs-node(-gpu) is not carried (libtensorflow alone is hundreds of MB): the bundle computes on blas,
- * wasm or cpu.
+ * - Dawn's Node binding for this platform (npm `webgpu`: `dawn.node`), for the webgpu backend.
+ *
+ * tfjs-node(-gpu) is not carried (libtensorflow alone is hundreds of MB): the bundle computes on webgpu,
+ * blas, wasm or cpu.
  */
 import {
   cpSync,
@@ -68,7 +70,13 @@ const BANNER = [
   "const __dirname = __infloraDirname(__filename);",
 ].join("\n");
 
-/** A package's `__dirname` becomes modules/<its folder under node_modules> inside the bundle. */
+/** A declaration of an ES module's own `__dirname` (npm `webgpu` computes it from import.meta.url). */
+const OWN_DIRNAME = /\b((?:const|let|var)\s+__dirname\s*=)[^;\n]*/;
+
+/**
+ * A package's `__dirname` becomes modules/<its folder under node_modules> inside the bundle: a CommonJS
+ * module's every use, an ES module's own declaration of it.
+ */
 const packageDirname: Plugin = {
   name: "package-dirname",
   setup(b) {
@@ -77,13 +85,14 @@ const packageDirname: Plugin = {
       if (!text.includes("__dirname")) return undefined;
       const rel = path.relative(NODE_MODULES, path.dirname(args.path)).split(path.sep).join("/");
       if (rel.startsWith("..")) return undefined;
-      return {
-        contents: text.replace(
-          /\b__dirname\b/g,
-          `__infloraJoin(__dirname, "modules", ${JSON.stringify(rel)})`,
-        ),
-        loader: "js",
-      };
+      const inBundle = (from: string) => `__infloraJoin(${from}, "modules", ${JSON.stringify(rel)})`;
+      const contents = OWN_DIRNAME.test(text)
+        ? text.replace(
+            OWN_DIRNAME,
+            `$1 ${inBundle("__infloraDirname(__infloraFileURLToPath(import.meta.url))")}`,
+          )
+        : text.replace(/\b__dirname\b/g, inBundle("__dirname"));
+      return { contents, loader: "js" };
     });
   },
 };
@@ -183,6 +192,10 @@ async function main(): Promise<void> {
   for (const f of readdirSync(wasmDist).filter((f) => f.endsWith(".wasm"))) {
     copy(path.join(wasmDist, f), path.join(OUT, "wasm", f));
   }
+  // Dawn for this platform only (the package carries every platform's, 21 MB each).
+  const dawn = path.join(NODE_MODULES, "webgpu", "dist", `${process.platform}-${process.arch}`);
+  if (existsSync(dawn)) copy(dawn, path.join(OUT, "modules", "webgpu", "dist", path.basename(dawn)));
+  else process.stderr.write(`bundle: no ${dawn} (npm's webgpu package): the bundle has no webgpu backend\n`);
   const nativeAddon = path.join(ROOT, "native", "build", "Release", "inflora_native.node");
   if (existsSync(nativeAddon))
     copy(nativeAddon, path.join(OUT, "native", "build", "Release", "inflora_native.node"));
@@ -216,8 +229,9 @@ Runs with Node 20 or newer and nothing else from npm: copy this folder anywhere 
   load, and inflora uses wasm and its TypeScript linear algebra (\`INFLORA_NATIVE=off\` forces that).
 - \`wasm/\`: the tfjs wasm backend's binaries. \`sharp/\`: sharp's addon and libvips (image decoding).
 - \`modules/\`: files that bundled packages read at run time (gRPC health and reflection .proto files,
-  piscina's worker). \`proto/\`, \`configs/\`, \`data/demo/\`: inflora's own.
-- tfjs-node / tfjs-node-gpu are not included: backends are blas, wasm, cpu.
+  piscina's worker, Dawn's \`dawn.node\` for the webgpu backend, which needs a Vulkan driver and
+  \`libvulkan1\`). \`proto/\`, \`configs/\`, \`data/demo/\`: inflora's own.
+- tfjs-node / tfjs-node-gpu are not included: backends are webgpu, blas, wasm, cpu.
 `;
 }
 

@@ -88,6 +88,30 @@ describe("dist/bundle in an empty folder", () => {
     expectSameRun(reference, out, (ok, what) => expect(ok, what).toBe(true));
   }, 600_000);
 
+  it("starts the webgpu backend from its own copy of Dawn (forced onto the software adapter)", async () => {
+    // A forced backend that cannot start ends the worker before it listens.
+    const child = fork(cli, ["worker", "--listen", "127.0.0.1:0", "--backend", "webgpu"], {
+      cwd: tmp,
+      stdio: ["ignore", "ignore", "pipe", "ipc"],
+      env: {
+        ...process.env,
+        INFLORA_PARENT_IPC: "1",
+        INFLORA_LOG_LEVEL: "warn",
+        INFLORA_TOKEN: "t".repeat(32),
+      },
+    });
+    let stderr = "";
+    child.stderr?.on("data", (d) => {
+      stderr += String(d);
+    });
+    const listening = await new Promise<boolean>((resolve) => {
+      child.once("message", (m: { type?: string }) => resolve(m?.type === "listening"));
+      child.once("exit", () => resolve(false));
+    });
+    child.kill("SIGKILL");
+    expect(listening, stderr.slice(-3000)).toBe(true);
+  }, 120_000);
+
   it("serves as a worker for a normal coordinator, bit-identical", async () => {
     const child = fork(cli, ["worker", "--listen", "127.0.0.1:0", "--backend", "wasm"], {
       cwd: tmp,

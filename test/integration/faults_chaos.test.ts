@@ -176,11 +176,18 @@ describe("chaos", () => {
       }
     };
 
-    // Fault → the coordinator's first word about that worker (failed, or its lease gone).
+    // Fault → the coordinator's first word about that worker: failed, its lease gone, or (speculation)
+    // a late block of it re-issued to another worker.
     const onEvent = (e: RunEvent) => {
-      if (e.event !== "worker_failed" && e.event !== "worker_left") return;
+      const worker =
+        e.event === "worker_failed" || e.event === "worker_left"
+          ? e.worker
+          : e.event === "shards_reissued"
+            ? e.late_worker
+            : undefined;
+      if (worker === undefined) return;
       const cause = injected.find(
-        (i) => i.worker === e.worker && ["kill", "partition", "hang"].includes(i.action) && !("seen" in i),
+        (i) => i.worker === worker && ["kill", "partition", "hang"].includes(i.action) && !("seen" in i),
       );
       if (cause) {
         Object.assign(cause, { seen: true });
@@ -211,7 +218,7 @@ describe("chaos", () => {
     const ev = events(out);
     const joined = new Set(ev.filter((e) => e.event === "worker_joined").map((e) => e.worker));
     expect(joined.has("w1b"), "the replacement joined").toBe(true);
-    // The killed, partitioned and hung workers were each noticed.
+    // The killed, partitioned and hung workers were each noticed (failed, left, or their work re-issued).
     expect(detections).toHaveLength(3);
     recordFault({
       fault: "chaos run: kill + replacement, partition + restore, slow, hang, NATS restart on 4 workers",

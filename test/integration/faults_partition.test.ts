@@ -30,8 +30,9 @@ const KEEPALIVE = { timeMs: 2_000, timeoutMs: 3_000 };
 const WORKER_METRICS_PORT = 9464;
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "inflora-partition-"));
-// One epoch per task keeps the file short; every case cuts during task 1 and has tasks after it.
-const config = shortConfig(tmp, { init_epoch: 1, epochs: 1 });
+// Two epochs per task: a case cut during task 1 must leave step boundaries after the retry backoff (2 s)
+// for the restored worker to be re-admitted at.
+const config = shortConfig(tmp);
 const reference = path.join(tmp, "reference");
 const same = (cond: boolean, what: string) => expect(cond, what).toBe(true);
 let ns: Netns;
@@ -85,6 +86,7 @@ async function runWithPartition(
   name: string,
   cutWhen: (e: RunEvent) => boolean,
   restoreAfterMs = 1_000,
+  speculation = false,
 ): Promise<{ out: string; t: Timeline; imagesAtEnd: number }> {
   const out = path.join(tmp, name);
   const t: Timeline = {};
@@ -92,7 +94,10 @@ async function runWithPartition(
   let restoring: Promise<void> | undefined;
   const onEvent = (e: RunEvent) => {
     if (t.cutAt === undefined && cutWhen(e)) t.cutAt = link.cut();
-    if (e.event === "worker_failed" && e.worker === "static-0" && t.cutAt !== undefined && !t.detectedAt) {
+    const noticed = speculation
+      ? e.event === "shards_reissued" && e.late_worker === "static-0"
+      : e.event === "worker_failed" && e.worker === "static-0";
+    if (noticed && t.cutAt !== undefined && !t.detectedAt) {
       t.detectedAt = Date.now();
       t.failure = e;
       restoring = (async () => {
@@ -110,6 +115,9 @@ async function runWithPartition(
     workerAddresses: [isolated.address, local.address],
     security: { token: TOKEN },
     keepalive: KEEPALIVE,
+    // The detection path: with speculation on, a copy of the partitioned worker's late block wins and its
+    // call is cancelled before the keepalive fires (the last case here runs that way).
+    ...(speculation ? {} : { speculation: false as const }),
     resume: false,
     onTrainer: (trainer) => trainer.eventLog.addSink(onEvent),
   });
@@ -140,7 +148,7 @@ describe("network partitions (worker in its own network namespace)", () => {
   it("partitioned during a training step: noticed by keepalive, shards redone, re-admitted after restore; bit-identical", async () => {
     const res = await runWithPartition(
       "train-step",
-      (e) => e.event === "epoch_started" && e.task === 1 && e.epoch === 0,
+      (e) => e.event === "epoch_started" && e.task === 1 && e.epoch === 1,
     );
     const { detectionMs, rejoinMs } = check("training step", res);
     recordFault({
@@ -181,4 +189,24 @@ describe("network partitions (worker in its own network namespace)", () => {
       });
     }, 120_000);
   }
+
+  it("partitioned during a training step with speculation on (the default): its late blocks are re-issued to the other worker; bit-identical", async () => {
+    const res = await runWithPartition(
+      "speculation",
+      (e) => e.event === "epoch_started" && e.task === 1 && e.epoch === 1,
+      1_000,
+      true,
+    );
+    expect(res.t.detectedAt, "a late block of the partitioned worker was re-issued").toBeDefined();
+    expectSameRun(reference, res.out, same);
+    const detectionMs = res.t.detectedAt! - res.t.cutAt!;
+    recordFault({
+      fault: "worker partitioned during a training step, speculation on",
+      tried: 1,
+      survived: 1,
+      bitIdentical: 1,
+      detectionMs,
+      detail: "its late block re-issued to the other worker (the copy won); no keepalive failure needed",
+    });
+  }, 120_000);
 });

@@ -245,6 +245,7 @@ beforeAll(async () => {
           runId: RUN,
           stateVersion: 1,
           shards: shardsToPb(covShards.map((s) => ({ ...s, split: "test" as const }))),
+          output: compute.EvalOutput.EVAL_OUTPUT_LOGITS,
         }),
       ],
       decode: dec(compute.EvaluateRequest),
