@@ -18,6 +18,7 @@ import {
   startWorker,
   stopWorkers,
 } from "../helpers/distributed.js";
+import { recordFault } from "../helpers/fault_table.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "inflora-faults-"));
 const config = shortConfig(tmp);
@@ -25,6 +26,12 @@ const reference = path.join(tmp, "reference");
 const spawned: ChildWorker[] = [];
 const same = (cond: boolean, what: string) => expect(cond, what).toBe(true);
 const MISBEHAVING = path.resolve(import.meta.dirname, "../helpers/misbehaving_worker.ts");
+
+/** Milliseconds from `since` (epoch ms) to the run's first worker_failed event. */
+function failedAfter(out: string, since: number): number {
+  const e = events(out).find((x) => x.event === "worker_failed");
+  return Date.parse(String(e?.time)) - since;
+}
 
 beforeAll(async () => {
   await train({ config, out: reference, workers: 1, inProcess: true, resume: false });
@@ -41,6 +48,7 @@ describe("worker faults", () => {
     spawned.push(...workers);
     const out = path.join(tmp, "killed");
     let killed = false;
+    let killedAt = 0;
     await train({
       config,
       out,
@@ -49,6 +57,7 @@ describe("worker faults", () => {
       onStep: ({ task, step }) => {
         if (!killed && task === 1 && step === 1) {
           killed = true;
+          killedAt = Date.now();
           workers[0].child.kill("SIGKILL");
         }
       },
@@ -58,6 +67,15 @@ describe("worker faults", () => {
     const failed = events(out).filter((e) => e.event === "worker_failed");
     expect(failed.length).toBeGreaterThanOrEqual(1);
     expect(failed[0].worker).toBe("static-0");
+    recordFault({
+      fault: "worker killed (SIGKILL) mid-task",
+      tried: 1,
+      survived: 1,
+      bitIdentical: 1,
+      // The event's clock has millisecond steps; the kill and the failure can share one.
+      detectionMs: Math.max(0, failedAfter(out, killedAt)),
+      detail: "its call fails UNAVAILABLE; shards redone on the other worker within the step",
+    });
   }, 300_000);
 
   for (const mode of ["nan", "shape"] as const) {
@@ -81,6 +99,14 @@ describe("worker faults", () => {
       expect(failed[0].worker).toBe("static-0");
       expect(failed[0].status).toBe("quarantined");
       expect(String(failed[0].reason)).toMatch(mode === "nan" ? /finite|NaN/i : /length|shape|expected/i);
+      recordFault({
+        fault: mode === "nan" ? "worker answers NaN gradients" : "worker answers wrongly shaped gradients",
+        tried: 1,
+        survived: 1,
+        bitIdentical: 1,
+        detectionMs: 0,
+        detail: "refused by the reply check on arrival; the worker quarantined, its shards redone",
+      });
     }, 300_000);
   }
 
@@ -104,5 +130,15 @@ describe("worker faults", () => {
     const failed = events(out).filter((e) => e.event === "worker_failed");
     expect(failed.length).toBeGreaterThanOrEqual(1);
     expect(String(failed[0].reason)).toMatch(/deadline|DEADLINE/i);
+    recordFault({
+      fault: "worker hangs past its call deadline (speculation off)",
+      tried: 1,
+      survived: 1,
+      bitIdentical: 1,
+      // When the hang began is the worker's secret: the failure comes at the call's deadline by design.
+      detectionMs: null,
+      detail:
+        "failed at its call deadline (4 s here, 10 min by default); with speculation on a copy wins first",
+    });
   }, 300_000);
 });

@@ -19,6 +19,7 @@ import {
   startWorker,
   stopWorkers,
 } from "../helpers/distributed.js";
+import { recordFault } from "../helpers/fault_table.js";
 import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), "inflora-recovery-"));
@@ -77,12 +78,14 @@ describe("recovery", () => {
     await until("task 1 to finish its first epoch", progressed, 240_000);
     const pids = [...stderr.matchAll(/\(pid (\d+)\)/g)].map((m) => Number(m[1]));
     expect(pids).toHaveLength(2);
+    const killedAt = Date.now();
     child.kill("SIGKILL");
     await until(
       "the local workers to exit after their coordinator",
       () => pids.every((p) => !alive(p)),
       15_000,
     );
+    const orphansGoneMs = Date.now() - killedAt;
     expect(existsSync(path.join(out, "checkpoints", "progress.safetensors"))).toBe(true);
     expect(existsSync(path.join(out, "checkpoints", "task-01.safetensors"))).toBe(false);
     await train({ config, out, workers: 2, resume: true });
@@ -90,6 +93,14 @@ describe("recovery", () => {
     const runIds = new Set(events(out).map((e) => e.run));
     expect(runIds.size, "the resumed run keeps its id").toBe(1);
     expect(readFileSync(path.join(out, "events.jsonl"), "utf8")).toMatch(/"event":"run_finished"/);
+    recordFault({
+      fault: "coordinator killed (SIGKILL) mid-task, then --resume",
+      tried: 1,
+      survived: 1,
+      bitIdentical: 1,
+      detectionMs: orphansGoneMs,
+      detail: "time until its local workers exited by themselves; resumed from the progress checkpoint",
+    });
   }, 400_000);
 
   it("a worker that joins mid-run through NATS is admitted at a step boundary and used", async () => {
