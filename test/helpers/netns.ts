@@ -196,6 +196,10 @@ export function createNetns(opts: { links?: number } = {}): Netns {
         },
         restore() {
           ip(["-n", name, "link", "set", `v${k}`, "up"]);
+          // Connection attempts during the cut left the neighbour entries FAILED, which makes the next
+          // connect fail EHOSTUNREACH at once until they expire: forget them on both ends.
+          ip(["neigh", "flush", "dev", hostIf]);
+          ip(["-n", name, "neigh", "flush", "dev", `v${k}`]);
           cut = false;
           return Date.now();
         },

@@ -65,9 +65,24 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-/** Images the isolated worker says it ran through its model, all passes together. */
-const imagesComputed = () =>
-  scrapeMetric(`${ns.links[0].nsAddress}:${WORKER_METRICS_PORT}`, /^inflora_worker_images_total\{/);
+/**
+ * Images the isolated worker says it ran through its model, all passes together. Right after a restore the
+ * link may take a moment to carry packets on a loaded machine: network errors are retried for 10 s.
+ */
+async function imagesComputed(): Promise<number> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await scrapeMetric(
+        `${ns.links[0].nsAddress}:${WORKER_METRICS_PORT}`,
+        /^inflora_worker_images_total\{/,
+      );
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
 
 interface Timeline {
   cutAt?: number;
