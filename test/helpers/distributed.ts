@@ -37,12 +37,20 @@ export function forkWorker(
     stdio: ["ignore", "ignore", "inherit", "ipc"],
     env: { ...process.env, INFLORA_PARENT_IPC: "1", INFLORA_LOG_LEVEL: "warn", ...env },
   });
+  return listening(child, "worker");
+}
+
+/**
+ * The address a child process reports over IPC (`{type: "listening", address}`, as `inflora worker` does
+ * under INFLORA_PARENT_IPC); rejects, naming `what`, if it exits first.
+ */
+export function listening(child: ChildProcess, what: string): Promise<ChildWorker> {
   return new Promise((resolve, reject) => {
     child.once("message", (m: { type?: string; address?: string }) => {
       if (m?.type === "listening" && m.address) resolve({ address: m.address, child });
     });
     child.once("exit", (code, signal) =>
-      reject(new Error(`worker exited early (code ${code}, signal ${signal})`)),
+      reject(new Error(`${what} exited early (code ${code}, signal ${signal})`)),
     );
   });
 }
@@ -91,13 +99,17 @@ export function events(runDir: string): Array<Record<string, unknown>> {
     .map((l) => JSON.parse(l));
 }
 
-/** The sum of the Prometheus series matching `series` (e.g. /^inflora_worker_images_total\{/) at `host:port`. */
+/** The sum of the samples whose lines match `series` (e.g. /^inflora_worker_images_total\{/) in a Prometheus text page. */
+export function sumSeries(page: string, series: RegExp): number {
+  let total = 0;
+  for (const line of page.split("\n")) if (series.test(line)) total += Number(line.split(" ").at(-1));
+  return total;
+}
+
+/** sumSeries over the page served at `host:port`/metrics. */
 export async function scrapeMetric(address: string, series: RegExp): Promise<number> {
   const res = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(10_000) });
-  let total = 0;
-  for (const line of (await res.text()).split("\n"))
-    if (series.test(line)) total += Number(line.split(" ").at(-1));
-  return total;
+  return sumSeries(await res.text(), series);
 }
 
 /** `n` workers on loopback that register with NATS leases (ids w0, w1, …), each serving its metrics. */

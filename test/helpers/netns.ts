@@ -12,6 +12,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createRequire } from "node:module";
+import { listening } from "./distributed.js";
 
 const PREFIX = "ifl";
 /** 198.18.0.0/15 holds 2^15 /30 subnets; a pid's share is 16 of them. */
@@ -233,12 +234,5 @@ export function spawnInNetns(
     stdio: ["ignore", "ignore", "inherit", "ipc"],
     env: { ...process.env, INFLORA_PARENT_IPC: "1", INFLORA_LOG_LEVEL: "warn", ...env },
   });
-  return new Promise((resolve, reject) => {
-    child.once("message", (m: { type?: string; address?: string }) => {
-      if (m?.type === "listening" && m.address) resolve({ address: m.address, child });
-    });
-    child.once("exit", (code, signal) =>
-      reject(new Error(`process in ${ns.name} exited early (code ${code}, signal ${signal})`)),
-    );
-  });
+  return listening(child, `process in ${ns.name}`);
 }

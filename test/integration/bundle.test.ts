@@ -11,7 +11,13 @@ import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { train } from "../../cli/train.js";
-import { type ChildWorker, expectSameRun, shortConfig, stopWorkers } from "../helpers/distributed.js";
+import {
+  type ChildWorker,
+  expectSameRun,
+  listening,
+  shortConfig,
+  stopWorkers,
+} from "../helpers/distributed.js";
 
 const ROOT = path.resolve(import.meta.dirname, "../..");
 const tmp = mkdtempSync(path.join(os.tmpdir(), "inflora-bundle-"));
@@ -104,12 +110,12 @@ describe("dist/bundle in an empty folder", () => {
     child.stderr?.on("data", (d) => {
       stderr += String(d);
     });
-    const listening = await new Promise<boolean>((resolve) => {
-      child.once("message", (m: { type?: string }) => resolve(m?.type === "listening"));
-      child.once("exit", () => resolve(false));
-    });
+    const started = await listening(child, "bundle worker on webgpu").then(
+      () => true,
+      () => false,
+    );
     child.kill("SIGKILL");
-    expect(listening, stderr.slice(-3000)).toBe(true);
+    expect(started, stderr.slice(-3000)).toBe(true);
   }, 120_000);
 
   it("serves as a worker for a normal coordinator, bit-identical", async () => {
@@ -118,13 +124,9 @@ describe("dist/bundle in an empty folder", () => {
       stdio: ["ignore", "ignore", "inherit", "ipc"],
       env: { ...process.env, INFLORA_PARENT_IPC: "1", INFLORA_LOG_LEVEL: "warn" },
     });
-    const address = await new Promise<string>((resolve, reject) => {
-      child.once("message", (m: { type?: string; address?: string }) => {
-        if (m?.type === "listening" && m.address) resolve(m.address);
-      });
-      child.once("exit", (code) => reject(new Error(`bundle worker exited before listening (code ${code})`)));
-    });
-    workers.push({ address, child });
+    const worker = await listening(child, "bundle worker");
+    workers.push(worker);
+    const { address } = worker;
     const out = path.join(tmp, "bundle-worker-run");
     await train({ config, out, workers: 0, inProcess: false, workerAddresses: [address], resume: false });
     expectSameRun(reference, out, (ok, what) => expect(ok, what).toBe(true));

@@ -23,6 +23,7 @@ import {
 import { recordFault } from "../helpers/fault_table.js";
 import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
 import { createNetns, type Netns, removeAllNetns, spawnInNetns } from "../helpers/netns.js";
+import { mulberry32 } from "../helpers/tiny_vit.js";
 
 const SEED = 15;
 const TOKEN = "chaos-test-token";
@@ -54,23 +55,12 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-/** mulberry32: a small seeded generator, so the schedule is the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 type Action = "kill" | "replace" | "partition" | "restore" | "slow" | "hang" | "restart-nats";
 
 /** Which global training step each action follows: one per fifth of the run, jittered by the seed. */
 function schedule(seed: number): Map<number, Action> {
-  const next = rng(seed);
+  // A seeded generator, so the schedule is the same on every run.
+  const next = mulberry32(seed);
   const order: Action[] = ["kill", "partition", "slow", "restart-nats", "hang"];
   const plan = new Map<number, Action>();
   order.forEach((a, k) => {
