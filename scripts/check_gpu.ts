@@ -23,16 +23,17 @@ import {
   compareCheckpoint,
   comparePredictions,
   EXPECTED_DIR,
+  FIXTURE_CLASSES_PER_TASK,
+  FIXTURE_DEPTH,
+  FIXTURE_TASKS,
   REFERENCE_DIR,
+  taskFile,
   tolerances,
 } from "../test/helpers/reference_compare.js";
 import { selectBackend } from "../worker/backend.js";
 import { type BackendCounts, countBackendWork } from "../worker/backend_counters.js";
 import { adapterLabel } from "../worker/webgpu_device.js";
 
-const FIXTURE_TASKS = 5;
-const FIXTURE_DEPTH = 3;
-const FIXTURE_CLASSES_PER_TASK = 4;
 const VIT_MODELS = ["vit_b16", "vit_ti16"] as const;
 const WORKLOADS: readonly Workload[] = ["train", "covariance"];
 
@@ -43,8 +44,6 @@ const gpu = values.gpu === undefined ? undefined : Number(values.gpu);
 const steps = Number(values.steps);
 if (!Number.isInteger(steps) || steps < 1)
   throw new Error(`--steps: expected a positive integer, got ${values.steps}`);
-
-const taskFile = (t: number) => `task-${String(t).padStart(2, "0")}.safetensors`;
 
 /** Every figure of every task against its tolerance; the failures, named. */
 async function fixtureFailures(runDir: string): Promise<string[]> {

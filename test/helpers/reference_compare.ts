@@ -9,6 +9,13 @@ import { eighDescending } from "../../coordinator/linalg/eigh.js";
 import { type Mat, mat, matmul, matmulABt, sub } from "../../coordinator/linalg/matrix.js";
 import { leftSingular } from "../../coordinator/linalg/svd.js";
 
+/** The reference fixture's shape (test/fixtures/reference/README.md). */
+export const FIXTURE_TASKS = 5;
+export const FIXTURE_DEPTH = 3;
+export const FIXTURE_CLASSES_PER_TASK = 4;
+/** A task's file name under checkpoints/ and predictions/. */
+export const taskFile = (t: number) => `task-${String(t).padStart(2, "0")}.safetensors`;
+
 export const REFERENCE_DIR = path.resolve(import.meta.dirname, "../fixtures/reference");
 export const EXPECTED_DIR = path.join(REFERENCE_DIR, "expected");
 

@@ -5,12 +5,18 @@
  */
 import path from "node:path";
 import { expect } from "vitest";
-import { compareCheckpoint, comparePredictions, EXPECTED_DIR, tolerances } from "./reference_compare.js";
+import {
+  compareCheckpoint,
+  comparePredictions,
+  EXPECTED_DIR,
+  FIXTURE_CLASSES_PER_TASK,
+  FIXTURE_DEPTH,
+  FIXTURE_TASKS,
+  taskFile,
+  tolerances,
+} from "./reference_compare.js";
 
-export const FIXTURE_TASKS = 5;
-export const FIXTURE_DEPTH = 3;
-export const FIXTURE_CLASSES_PER_TASK = 4;
-export const taskFile = (t: number) => `task-${String(t).padStart(2, "0")}.safetensors`;
+export { FIXTURE_CLASSES_PER_TASK, FIXTURE_DEPTH, FIXTURE_TASKS, taskFile };
 
 /** `tasks`: how many of the fixture's tasks the run finished (a shortened run on a slow backend). */
 export async function expectCheckpointsMatchReference(runDir: string, tasks = FIXTURE_TASKS): Promise<void> {
