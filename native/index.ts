@@ -110,6 +110,10 @@ function load(): NativeStatus {
     return { path, reason: `native addon disabled by INFLORA_NATIVE=${process.env.INFLORA_NATIVE}` };
   }
   if (!existsSync(path)) return { path, reason: `native addon not built (${BUILD_HINT})` };
+  // OpenBLAS's helper threads spin for 2^28 cycles after each threaded GEMM before they sleep (read once,
+  // when the library loads). Our kernels between GEMMs run on the same cores (native/src/thread_pool.h), so
+  // a spinning helper halves them; 2^4 cycles puts it to sleep at once. A value the user set is kept.
+  process.env.OPENBLAS_THREAD_TIMEOUT ??= "4";
   try {
     const addon = createRequire(import.meta.url)(path) as NativeAddon;
     return { path, addon, description: describeNative(addon) };

@@ -9,6 +9,7 @@
 
 #include "addon.h"
 #include "napi_args.h"
+#include "thread_pool.h"
 
 namespace inflora {
 namespace {
@@ -69,12 +70,23 @@ napi_value gemm(napi_env env, napi_callback_info info, const char* fn) {
   // OpenBLAS splits any product above 256k multiply-adds over all its threads; below a few milliseconds of
   // work the second thread's wake-up and spin-wait cost more than it saves, and on a busy machine the
   // caller then waits for a descheduled helper. Small products run on one thread.
+  // A batch of such small products (attention's per-image, per-head scores) goes over the threads one
+  // product each instead: every product is still computed by one thread alone, so the bits do not depend on
+  // the thread count.
   const int threads = openblas_get_num_threads();
-  const bool single = threads > 1 && static_cast<double>(m) * n * k < kSingleThreadMacs;
+  const double macs = static_cast<double>(m) * n * k;
+  const bool single = threads > 1 && macs < kSingleThreadMacs;
   if (single) openblas_set_num_threads(1);
-  for (int64_t i = 0; i < batch; i++) {
-    gemmCall<T>(ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), a + (i % batchA) * m * k,
-                lda, b + (i % batchB) * k * n, ldb, c + i * m * n, static_cast<int>(n));
+  const auto products = [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) {
+      gemmCall<T>(ta, tb, static_cast<int>(m), static_cast<int>(n), static_cast<int>(k),
+                  a + (i % batchA) * m * k, lda, b + (i % batchB) * k * n, ldb, c + i * m * n, static_cast<int>(n));
+    }
+  };
+  if (single && batch > 1) {
+    parallelFor(batch, static_cast<int64_t>(std::min(macs, 1e9)), 1, products, threads);
+  } else {
+    products(0, batch);
   }
   if (single) openblas_set_num_threads(threads);
   if (sizeof(T) == sizeof(float)) {

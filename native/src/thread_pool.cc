@@ -87,10 +87,11 @@ Pool& pool() {
 
 int poolThreads() { return std::max(1, openblas_get_num_threads()); }
 
-void parallelFor(int64_t n, int64_t costPerItem, int64_t align, const std::function<void(int64_t, int64_t)>& body) {
+void parallelFor(int64_t n, int64_t costPerItem, int64_t align, const std::function<void(int64_t, int64_t)>& body,
+                 int threads) {
   if (n <= 0) return;
   const int64_t cost = n * std::max<int64_t>(costPerItem, 1);
-  int64_t parts = std::min<int64_t>(poolThreads(), cost / kMinCostPerThread);
+  int64_t parts = std::min<int64_t>(threads > 0 ? threads : poolThreads(), cost / kMinCostPerThread);
   align = std::max<int64_t>(align, 1);
   parts = std::min(parts, (n + align - 1) / align);
   if (parts <= 1) return body(0, n);

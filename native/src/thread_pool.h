@@ -12,7 +12,9 @@ namespace inflora {
 // `align` long (but the last), on the calling thread alone when n·costPerItem is below what waking a
 // helper thread is worth, or when another caller holds the pool (worker_threads loading the addon too).
 // Every index is visited exactly once, by one thread; the bodies must write disjoint outputs.
-void parallelFor(int64_t n, int64_t costPerItem, int64_t align, const std::function<void(int64_t, int64_t)>& body);
+// `threads` (0: poolThreads()) caps the split for a caller that has just set OpenBLAS to one thread.
+void parallelFor(int64_t n, int64_t costPerItem, int64_t align, const std::function<void(int64_t, int64_t)>& body,
+                 int threads = 0);
 
 // The threads parallelFor uses now (1 = the calling thread only).
 int poolThreads();

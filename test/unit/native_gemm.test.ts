@@ -88,6 +88,39 @@ describe("native sgemm", () => {
     }
   }
 
+  it("spreads a batch of small products over the threads: right, and the same bits on 1, 2 and 3 threads", () => {
+    // Attention's scores for 2 images × 3 heads at ViT-Ti/16's size (197 tokens, head width 64), with a
+    // shared right-hand side for the i % batch rule too.
+    const [m, n, k] = [197, 197, 64];
+    const initial = addon.blasInfo().threads;
+    try {
+      for (const [batchA, batchB] of [
+        [6, 6],
+        [6, 1],
+      ]) {
+        const a = random(batchA * m * k, 5);
+        const b = random(batchB * k * n, 6);
+        const run = (threads: number) => {
+          addon.setThreads(threads);
+          const c = new Float32Array(batchA * m * n).fill(Number.NaN);
+          addon.sgemm(a, b, c, batchA, batchB, m, n, k, false, true);
+          return c;
+        };
+        const one = run(1);
+        expect(maxRelError(one, naive(a, b, batchA, batchB, m, n, k, false, true), Math.sqrt(k))).toBeLessThan(
+          1e-5,
+        );
+        for (const threads of [2, 3]) {
+          const got = run(threads);
+          const differ = one.findIndex((v, i) => !Object.is(v, got[i]));
+          expect(differ, `${threads} threads, batch ${batchA}×${batchB}: first differing element`).toBe(-1);
+        }
+      }
+    } finally {
+      addon.setThreads(initial);
+    }
+  });
+
   it("writes zeros for an empty inner dimension and nothing for empty outputs", () => {
     const c = new Float32Array(6).fill(7);
     addon.sgemm(new Float32Array(0), new Float32Array(0), c, 1, 1, 2, 3, 0, false, false);
