@@ -7,7 +7,8 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { counterRng } from "../common/data/counter_rng.js";
 import { expectedShapes, gridSize, numTokens, type VitConfig } from "../common/vit_config.js";
-import type { KeyValueHead, QueryProjHead } from "../worker/model/attention.js";
+import type { KeyValue, QueryProj } from "../worker/model/attention.js";
+import type { KeyValueHead, QueryProjHead } from "../worker/model/attention_per_head.js";
 import type { BlockWeights } from "../worker/model/block.js";
 import { FrozenLinear, imagesToPatches } from "../worker/model/layers.js";
 import { type ComputePolicy, defaultPolicy } from "../worker/model/policy.js";
@@ -145,14 +146,34 @@ class TrainableVit {
     return new TrainableLinear(flat, this.v(`${prefix}.bias`));
   }
 
-  /** Block i's attention weights in head_weights.ts's per-head layouts, from the qkv and proj variables. */
-  private attentionHeads(i: number): { heads: QueryProjHead[]; kv: KeyValueHead[] } {
+  /**
+   * Block i's attention weights in head_weights.ts's layouts (the policy's), from the qkv and proj
+   * variables: differentiable slices, so autodiff reaches the variables.
+   */
+  private attention(i: number): { attn: QueryProj; kv: KeyValue } {
     const D = this.cfg.embedDim;
-    const dh = D / this.cfg.numHeads;
+    const H = this.cfg.numHeads;
+    const dh = D / H;
     const scale = dh ** -0.5;
     const qkvW = this.v<tf.Tensor2D>(`blocks.${i}.attn.qkv.weight`);
     const qkvB = this.v<tf.Tensor1D>(`blocks.${i}.attn.qkv.bias`);
     const projW = this.v<tf.Tensor2D>(`blocks.${i}.attn.proj.weight`);
+    const projBias = this.v<tf.Tensor1D>(`blocks.${i}.attn.proj.bias`);
+    if (this.policy.jointHeads) {
+      const part = (j: number) => tf.slice(qkvW, [j * D, 0], [D, D]);
+      const bias = (j: number) => tf.slice(qkvB, [j * D], [D]);
+      return {
+        attn: {
+          layout: "joint",
+          heads: H,
+          wq: tf.mul(part(0), scale),
+          bq: tf.mul(bias(0), scale),
+          wp: projW,
+          projBias,
+        },
+        kv: { layout: "joint", wk: part(1), wv: part(2), bv: bias(2) },
+      };
+    }
     const rows = (r0: number) => tf.slice(qkvW, [r0, 0], [dh, D]);
     const bias = (r0: number) => tf.slice(qkvB, [r0], [dh]);
     const t = <T extends tf.Tensor>(x: tf.Tensor) => tf.transpose(x) as T;
@@ -165,7 +186,7 @@ class TrainableVit {
       const wv = rows(2 * D + h * dh);
       return { wk: rows(D + h * dh), wvT: t(wv), bv: bias(2 * D + h * dh), wv };
     });
-    return { heads, kv };
+    return { attn: { layout: "perHead", heads, projBias }, kv: { layout: "perHead", heads: kv } };
   }
 
   /** Patch rows [B·P, C·p·p] → logits [B, classes], through the model's forward pass. */
@@ -173,16 +194,15 @@ class TrainableVit {
     const { cfg } = this;
     const D = cfg.embedDim;
     const blocks: BlockWeights[] = [];
-    const kv: KeyValueHead[][] = [];
+    const kv: KeyValue[] = [];
     for (let i = 0; i < cfg.depth; i++) {
       const p = `blocks.${i}.`;
-      const attention = this.attentionHeads(i);
+      const attention = this.attention(i);
       kv.push(attention.kv);
       blocks.push({
         norm1g: this.v(`${p}norm1.weight`),
         norm1b: this.v(`${p}norm1.bias`),
-        heads: attention.heads,
-        projBias: this.v(`${p}attn.proj.bias`),
+        attn: attention.attn,
         norm2g: this.v(`${p}norm2.weight`),
         norm2b: this.v(`${p}norm2.bias`),
         fc1: this.linear(`${p}mlp.fc1`),

@@ -38,6 +38,7 @@ const POLICIES: ComputePolicy[] = [
     fastGelu: false,
     maxTrainImagesPerPass: Infinity,
     syncReadback: true,
+    jointHeads: false,
   },
   {
     perImage: true,
@@ -45,6 +46,7 @@ const POLICIES: ComputePolicy[] = [
     fastGelu: true,
     maxTrainImagesPerPass: Infinity,
     syncReadback: true,
+    jointHeads: false,
   },
   {
     perImage: true,
@@ -52,6 +54,7 @@ const POLICIES: ComputePolicy[] = [
     fastGelu: false,
     maxTrainImagesPerPass: Infinity,
     syncReadback: true,
+    jointHeads: false,
   },
   {
     perImage: false,
@@ -59,6 +62,7 @@ const POLICIES: ComputePolicy[] = [
     fastGelu: true,
     maxTrainImagesPerPass: Infinity,
     syncReadback: true,
+    jointHeads: false,
   },
   // Passes of 3 images for a micro-shard of 4: a pass of 3, then one of 1.
   {
@@ -67,10 +71,36 @@ const POLICIES: ComputePolicy[] = [
     fastGelu: false,
     maxTrainImagesPerPass: 3,
     syncReadback: true,
+    jointHeads: false,
+  },
+  // The joint attention layout (every head per matmul), batched, per image, and in passes of 3.
+  {
+    perImage: false,
+    explicitTransposes: false,
+    fastGelu: false,
+    maxTrainImagesPerPass: Infinity,
+    syncReadback: true,
+    jointHeads: true,
+  },
+  {
+    perImage: true,
+    explicitTransposes: false,
+    fastGelu: false,
+    maxTrainImagesPerPass: Infinity,
+    syncReadback: true,
+    jointHeads: true,
+  },
+  {
+    perImage: false,
+    explicitTransposes: false,
+    fastGelu: false,
+    maxTrainImagesPerPass: 3,
+    syncReadback: true,
+    jointHeads: true,
   },
 ];
 const label = (p: ComputePolicy) =>
-  `perImage=${p.perImage} explicitTransposes=${p.explicitTransposes} fastGelu=${p.fastGelu} passes≤${p.maxTrainImagesPerPass}`;
+  `jointHeads=${p.jointHeads} perImage=${p.perImage} explicitTransposes=${p.explicitTransposes} fastGelu=${p.fastGelu} passes≤${p.maxTrainImagesPerPass}`;
 
 interface Case {
   weights: HostWeights;
@@ -216,8 +246,9 @@ describe("hand-written model passes", () => {
       expect(relErr(out.gradHeadB, plainOut.grads[2 * cfg.depth + 1]), "head bias").toBeLessThan(1e-5);
       // The live fold is cached across calls with the same adapter tensors: nothing else stays behind.
       await lossAndGrads(model, c.patches, count, c.targets, BT, p);
-      // Per block: B, and W_k, W_vᵀ, W_v per head.
-      expect(tf.memory().numTensors).toBe(before + cfg.depth * (1 + 3 * cfg.numHeads));
+      // Per block: B, and W_k, W_vᵀ, W_v per head (joint: W_k and W_v).
+      const folded = policy.jointHeads ? 2 : 3 * cfg.numHeads;
+      expect(tf.memory().numTensors).toBe(before + cfg.depth * (1 + folded));
       tf.dispose([...BT, ...p.AkT, ...p.AvT, p.headW, p.headB]);
       model.dispose();
     });

@@ -164,8 +164,10 @@ describe("fused WGSL kernels on webgpu match the op chain", () => {
       AvT: [t(tf.tensor2d(randomArray(r * D, 52), [r, D]))],
     };
     const folded = () => {
-      const { fold, owned } = foldLiveAdapter([heads], adapter);
-      const out = fold.kv[0].flatMap((h) => [h.wk, h.wvT, h.wv].map((w) => w.clone()));
+      const { fold, owned } = foldLiveAdapter([{ layout: "perHead", heads }], adapter);
+      const kv = fold.kv[0];
+      if (kv.layout !== "perHead") throw new Error("the fold changed the layout");
+      const out = kv.heads.flatMap((h) => [h.wk, h.wvT, h.wv].map((w) => w.clone()));
       tf.dispose(owned);
       return out;
     };

@@ -1,5 +1,6 @@
 /**
- * Multi-head self-attention, head by head, with a hand-written backward pass.
+ * Multi-head self-attention, head by head, with a hand-written backward pass: the layout for wasm
+ * (policy.ts's jointHeads off).
  *
  * Weights are split per head when they are loaded, so no activation is ever sliced into heads (on wasm a
  * Slice reads its whole input back). Each head's keys are produced already transposed (kᵀ = W_k,h x̂ᵀ), so
@@ -10,6 +11,7 @@
  * asks for one query row per image while keys and values still cover every token.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { AttentionForwardResult, AttentionGrads, AttentionShape } from "./attention_types.js";
 import { softmaxBackward } from "./fused_ops.js";
 import { type ComputePolicy, matMulT } from "./policy.js";
 
@@ -39,11 +41,22 @@ export interface KeyValueHead {
   readonly wv: tf.Tensor2D;
 }
 
-/** Rows of a pass: `batch` images of `tokens` tokens, of which `queries` per image (all, or the class token). */
-export interface AttentionShape {
-  readonly batch: number;
-  readonly tokens: number;
-  readonly queries: number;
+/** A block's frozen query and projection weights, head by head. */
+export interface PerHeadQueryProj {
+  readonly layout: "perHead";
+  readonly heads: readonly QueryProjHead[];
+  readonly projBias: tf.Tensor1D;
+}
+
+/** A block's key and value weights, head by head. */
+export interface PerHeadKeyValue {
+  readonly layout: "perHead";
+  readonly heads: readonly KeyValueHead[];
+}
+
+export interface PerHeadSaved {
+  readonly layout: "perHead";
+  readonly heads: HeadSaved[];
 }
 
 /** What one head's backward pass needs. With batch > 1 these are 3-D, image first. */
@@ -105,56 +118,60 @@ function headBackward(
 }
 
 /**
- * Attention output (projection included, residual not) for the query rows `xq` of the attention input
- * `xh` ([B·N, D], its transpose `xhT`). Returns the per-head state for attentionBackward.
+ * Attention output for the query rows `xq` of the attention input `xh` ([B·N, D]), and with `liveB` (the
+ * live adapter's B, [r, D]) zᵀ = (x̂ Bᵀ)ᵀ for the training pass.
  */
-export function attentionForward(
+export function perHeadForward(
   xq: tf.Tensor2D,
   xh: tf.Tensor2D,
-  xhT: tf.Tensor2D,
-  heads: readonly QueryProjHead[],
-  kv: readonly KeyValueHead[],
-  projBias: tf.Tensor1D,
+  qp: PerHeadQueryProj,
+  kv: PerHeadKeyValue,
   s: AttentionShape,
-): { y: tf.Tensor2D; saved: HeadSaved[] } {
+  liveB?: tf.Tensor2D,
+): AttentionForwardResult<PerHeadSaved> {
+  const xhT = tf.transpose(xh) as tf.Tensor2D;
   const parts: tf.Tensor2D[] = [];
   const saved: HeadSaved[] = [];
-  for (let h = 0; h < heads.length; h++) {
-    const r = headForward(xq, xh, xhT, heads[h], kv[h], s);
+  for (let h = 0; h < qp.heads.length; h++) {
+    const r = headForward(xq, xh, xhT, qp.heads[h], kv.heads[h], s);
     saved.push(r.saved);
     // The projection is a sum over heads of o_h · projᵀ_h: no concatenation of head outputs needed.
-    const bias = h === 0 ? projBias : undefined;
-    parts.push(tf.fused.matMul({ a: r.o, b: heads[h].wpT, bias }) as tf.Tensor2D);
+    const bias = h === 0 ? qp.projBias : undefined;
+    parts.push(tf.fused.matMul({ a: r.o, b: qp.heads[h].wpT, bias }) as tf.Tensor2D);
   }
-  return { y: parts.length === 1 ? parts[0] : (tf.addN(parts) as tf.Tensor2D), saved };
+  return {
+    y: parts.length === 1 ? parts[0] : (tf.addN(parts) as tf.Tensor2D),
+    saved: { layout: "perHead", heads: saved },
+    zT: liveB ? tf.matMul(liveB, xhT) : undefined,
+  };
 }
 
 /**
  * Backward pass from dL/dy (query rows) given `zT` = (x̂ Bᵀ)ᵀ, [r, B·N]: the live adapter's gradients and,
  * when `wantInput`, dL/dx̂ split into the query rows' part (`dxq`, [B·Nq, D]) and the rest.
  */
-export function attentionBackward(
+export function perHeadBackward(
   dy: tf.Tensor2D,
-  heads: readonly QueryProjHead[],
-  kv: readonly KeyValueHead[],
-  saved: readonly HeadSaved[],
+  qp: PerHeadQueryProj,
+  kv: PerHeadKeyValue,
+  saved: PerHeadSaved,
   zT: tf.Tensor2D,
   s: AttentionShape,
   policy: ComputePolicy,
   wantInput: boolean,
-): { dAkT: tf.Tensor2D; dAvT: tf.Tensor2D; dxq?: tf.Tensor2D; dxkv?: tf.Tensor2D } {
+): AttentionGrads {
   const akParts: tf.Tensor2D[] = [];
   const avParts: tf.Tensor2D[] = [];
   const qTerms: tf.Tensor2D[] = [];
   const kvTerms: tf.Tensor2D[] = [];
-  for (let h = 0; h < heads.length; h++) {
-    const g = headBackward(tf.matMul(dy, heads[h].wp), saved[h], s, policy, wantInput);
+  for (let h = 0; h < qp.heads.length; h++) {
+    const g = headBackward(tf.matMul(dy, qp.heads[h].wp), saved.heads[h], s, policy, wantInput);
     // k = x̂ W_kᵀ + (x̂ Bᵀ) A_kᵀ, so dA_kᵀ (this head's columns) = zᵀ · dk; v likewise.
     akParts.push(tf.matMul(zT, g.dk));
     avParts.push(tf.matMul(zT, g.dv));
     if (wantInput) {
-      qTerms.push(tf.matMul(g.dq!, heads[h].wq) as tf.Tensor2D);
-      kvTerms.push(tf.matMul(g.dk, kv[h].wk), tf.matMul(g.dv, kv[h].wv));
+      qTerms.push(tf.matMul(g.dq!, qp.heads[h].wq) as tf.Tensor2D);
+      kvTerms.push(tf.matMul(g.dk, kv.heads[h].wk), tf.matMul(g.dv, kv.heads[h].wv));
     }
   }
   const cat = (parts: tf.Tensor2D[]) => (parts.length === 1 ? parts[0] : tf.concat(parts, 1));

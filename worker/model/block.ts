@@ -5,12 +5,12 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import {
+  type AttentionSaved,
   type AttentionShape,
   attentionBackward,
   attentionForward,
-  type HeadSaved,
-  type KeyValueHead,
-  type QueryProjHead,
+  type KeyValue,
+  type QueryProj,
 } from "./attention.js";
 import {
   geluBackward,
@@ -25,8 +25,8 @@ import type { ComputePolicy } from "./policy.js";
 export interface BlockWeights {
   readonly norm1g: tf.Tensor1D;
   readonly norm1b: tf.Tensor1D;
-  readonly heads: readonly QueryProjHead[];
-  readonly projBias: tf.Tensor1D;
+  /** Query and output projection (its bias included), in the layout the model was built with. */
+  readonly attn: QueryProj;
   readonly norm2g: tf.Tensor1D;
   readonly norm2b: tf.Tensor1D;
   readonly fc1: FrozenLinear;
@@ -35,7 +35,7 @@ export interface BlockWeights {
 
 export interface BlockSaved {
   readonly ln1: LayerNormSaved;
-  readonly heads: HeadSaved[];
+  readonly attn: AttentionSaved;
   /** (x̂ Bᵀ)ᵀ of the live adapter, [r, B·N]. */
   readonly zT: tf.Tensor2D;
   readonly ln2: LayerNormSaved;
@@ -76,17 +76,16 @@ export interface BlockForward {
 export function blockForward(
   x: tf.Tensor2D,
   w: BlockWeights,
-  kv: readonly KeyValueHead[],
+  kv: KeyValue,
   s: AttentionShape,
   policy: ComputePolicy,
   liveB?: tf.Tensor2D,
 ): BlockForward {
   const ln1 = layerNormForward(x, w.norm1g, w.norm1b);
   const xh = ln1.y;
-  const xhT = tf.transpose(xh) as tf.Tensor2D;
   const classOnly = s.queries !== s.tokens;
   const xq = classOnly ? classRows(xh, s.batch, s.tokens) : xh;
-  const attn = attentionForward(xq, xh, xhT, w.heads, kv, w.projBias, s);
+  const attn = attentionForward(xq, xh, w.attn, kv, s, liveB);
   const x1 = tf.add(classOnly ? classRows(x, s.batch, s.tokens) : x, attn.y) as tf.Tensor2D;
   const ln2 = layerNormForward(x1, w.norm2g, w.norm2b);
   const f = w.fc1.forward(ln2.y);
@@ -95,8 +94,8 @@ export function blockForward(
   if (!liveB) return { y, xh };
   const saved: BlockSaved = {
     ln1: ln1.saved,
-    heads: attn.saved,
-    zT: tf.matMul(liveB, xhT),
+    attn: attn.saved,
+    zT: attn.zT!,
     ln2: ln2.saved,
     f,
     cdf: g.cdf as tf.Tensor2D | undefined,
@@ -111,7 +110,7 @@ export function blockForward(
 export function blockBackward(
   dy: tf.Tensor2D,
   w: BlockWeights,
-  kv: readonly KeyValueHead[],
+  kv: KeyValue,
   saved: BlockSaved,
   s: AttentionShape,
   policy: ComputePolicy,
@@ -119,7 +118,7 @@ export function blockBackward(
 ): { dx?: tf.Tensor2D; dAkT: tf.Tensor2D; dAvT: tf.Tensor2D } {
   const df = geluBackward(w.fc2.backward(dy), saved.f, saved.cdf, policy.fastGelu) as tf.Tensor2D;
   const dx1 = tf.add(dy, layerNormBackward(w.fc1.backward(df), w.norm2g, saved.ln2)) as tf.Tensor2D;
-  const g = attentionBackward(dx1, w.heads, kv, saved.heads, saved.zT, s, policy, wantInput);
+  const g = attentionBackward(dx1, w.attn, kv, saved.attn, saved.zT, s, policy, wantInput);
   if (!wantInput) return { dAkT: g.dAkT, dAvT: g.dAvT };
   const classOnly = s.queries !== s.tokens;
   const spread = (t: tf.Tensor2D) => (classOnly ? scatterClassRows(t, s.batch, s.tokens) : t);

@@ -1,10 +1,12 @@
 /**
- * The adapter under training folded into each head's k/v weights (W_k + A_k B, v likewise), so a pass runs
- * no adapter products of its own. The fold is not differentiated: the training pass computes A's
- * gradients itself from (x̂ Bᵀ).
+ * The adapter under training folded into the k/v weights (W_k + A_k B, v likewise), in either attention
+ * layout, so a pass runs no adapter products of its own. The fold is not differentiated: the training pass
+ * computes A's gradients itself from (x̂ Bᵀ).
  */
 import * as tf from "@tensorflow/tfjs-core";
-import type { KeyValueHead } from "./attention.js";
+import type { KeyValue } from "./attention.js";
+import type { JointKeyValue } from "./attention_joint.js";
+import type { KeyValueHead } from "./attention_per_head.js";
 import { FUSED_KERNELS, hasFusedKernel, runFusedKernel } from "./fused_kernels.js";
 import { tidyAll } from "./scope.js";
 
@@ -15,10 +17,10 @@ export interface LiveAdapter {
   readonly AvT: readonly tf.Tensor2D[];
 }
 
-/** Per block: the adapter's B [r, D] and the folded k/v weights of every head. */
+/** Per block: the adapter's B [r, D] and the folded k/v weights. */
 export interface LiveFold {
   readonly B: readonly tf.Tensor2D[];
-  readonly kv: readonly (readonly KeyValueHead[])[];
+  readonly kv: readonly KeyValue[];
 }
 
 /** Identifies an adapter by its tensors' data (a tf.Variable's changes when it is assigned). */
@@ -31,27 +33,48 @@ export function sameKey(a: readonly tf.DataId[], b: readonly tf.DataId[]): boole
 }
 
 /**
- * Folds `adapter` into the per-head weights `base` (one list per block). Returns the fold and the tensors
- * it made — kept (tf.keep), so they outlive the caller's tidy until the caller disposes them; the value
- * biases are shared with `base`.
+ * Folds `adapter` into the k/v weights `base` (one per block). Returns the fold and the tensors it made —
+ * kept (tf.keep), so they outlive the caller's tidy until the caller disposes them; the value biases are
+ * shared with `base`.
  */
 export function foldLiveAdapter(
-  base: readonly (readonly KeyValueHead[])[],
+  base: readonly KeyValue[],
   adapter: LiveAdapter,
 ): { fold: LiveFold; owned: tf.Tensor[] } {
   const fused = hasFusedKernel(FUSED_KERNELS.foldAdd);
   const fold = tidyAll((): LiveFold => {
     const B: tf.Tensor2D[] = [];
-    const kv: KeyValueHead[][] = [];
+    const kv: KeyValue[] = [];
     for (let i = 0; i < base.length; i++) {
       B.push(tf.transpose(adapter.BT[i]) as tf.Tensor2D);
-      kv.push(fused ? foldBlockFused(base[i], adapter, i) : foldBlockChain(base[i], adapter, i, B[i]));
+      const w = base[i];
+      if (w.layout === "joint") kv.push(foldJoint(w, adapter, i));
+      else {
+        const heads = fused ? foldBlockFused(w.heads, adapter, i) : foldBlockChain(w.heads, adapter, i, B[i]);
+        kv.push({ layout: "perHead", heads });
+      }
     }
     return { B, kv };
   });
-  const owned = [...fold.B, ...fold.kv.flat().flatMap((h) => [h.wk, h.wvT, h.wv])];
+  const owned = [...fold.B, ...fold.kv.flatMap(ownedBy)];
   for (const t of owned) tf.keep(t);
   return { fold, owned };
+}
+
+/** The tensors a fold made for one block (not the shared value biases). */
+function ownedBy(kv: KeyValue): tf.Tensor[] {
+  return kv.layout === "joint" ? [kv.wk, kv.wv] : kv.heads.flatMap((h) => [h.wk, h.wvT, h.wv]);
+}
+
+/** W_k + A_k B with A_k B = (Aᵀ)ᵀ (Bᵀ)ᵀ, [D, D]; v likewise. */
+function foldJoint(w: JointKeyValue, adapter: LiveAdapter, block: number): JointKeyValue {
+  const BT = adapter.BT[block];
+  return {
+    layout: "joint",
+    wk: tf.add(w.wk, tf.matMul(adapter.AkT[block], BT, true, true)) as tf.Tensor2D,
+    wv: tf.add(w.wv, tf.matMul(adapter.AvT[block], BT, true, true)) as tf.Tensor2D,
+    bv: w.bv,
+  };
 }
 
 function foldBlockChain(

@@ -12,6 +12,13 @@ import { numTokens, type VitConfig } from "../../common/vit_config.js";
 export interface ComputePolicy {
   /** Each image gets its own forward (and backward) pass; otherwise the whole micro-batch at once. */
   readonly perImage: boolean;
+  /**
+   * Attention's projections take every head in one matmul ([B·N, D] × [D, D]), the heads then a batch
+   * dimension of the score products (attention_joint.ts). Otherwise each head has its own weights and
+   * 2-D products and no activation is sliced (attention_per_head.ts): what wasm runs fast. Fixed when the
+   * model is built, since it decides the weights' layout.
+   */
+  readonly jointHeads: boolean;
   /** 2-D matmuls get explicit tf.transpose inputs instead of transpose flags. */
   readonly explicitTransposes: boolean;
   /** GELU's erf and exp through ops wasm vectorises (see fused_ops.ts); its Erf and Exp kernels are scalar. */
@@ -51,6 +58,8 @@ export function defaultPolicy(cfg: VitConfig): ComputePolicy {
   const cpu = wasm || backend === "blas" || backend === "cpu";
   return {
     perImage: wasm && perImageActivations >= PER_IMAGE_MIN_ACTIVATIONS,
+    // webgpu keeps the per-head layout its fused adapter-fold kernel (worker/webgpu/kernels) was written for.
+    jointHeads: !wasm && backend !== "webgpu",
     explicitTransposes: wasm,
     fastGelu: wasm,
     maxTrainImagesPerPass: cpu

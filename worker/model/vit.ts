@@ -13,10 +13,10 @@ import {
   stackFactors,
 } from "../../common/adapters.js";
 import { FRESH_NORM_EPS, gridSize, numTokens, type VitConfig } from "../../common/vit_config.js";
-import type { AttentionShape, KeyValueHead } from "./attention.js";
+import type { AttentionShape, KeyValue } from "./attention.js";
 import { type BlockWeights, blockForward } from "./block.js";
 import { layerNormForward } from "./fused_ops.js";
-import { disposeKeyValues, disposeQueryProj, keyValueHeads, queryProjHeads } from "./head_weights.js";
+import { disposeKeyValue, disposeQueryProj, keyValue, queryProj } from "./head_weights.js";
 import { FrozenLinear } from "./layers.js";
 import { adapterKey, foldLiveAdapter, type LiveAdapter, type LiveFold, sameKey } from "./live_fold.js";
 import { type ComputePolicy, defaultPolicy } from "./policy.js";
@@ -80,15 +80,18 @@ export class InfLoraVit {
   private readonly baseK: Float32Array[] = [];
   private readonly baseV: Float32Array[] = [];
   private readonly biasV: Float32Array[] = [];
-  /** k/v weights per block and head with the finished adapters folded in. */
-  private kv: KeyValueHead[][] = [];
+  /** k/v weights per block with the finished adapters folded in. */
+  private kv: KeyValue[] = [];
   private readonly policyOverride: Partial<ComputePolicy>;
+  /** The attention layout the weights were built in (policy.ts's jointHeads). */
+  private readonly jointHeads: boolean;
   private live?: CachedFold;
 
   /** `weights` must hold every tensor of `expectedShapes(cfg)` with that shape (the loader checks). */
   constructor(cfg: VitConfig, weights: HostWeights, options: VitOptions = {}) {
     this.cfg = cfg;
     this.policyOverride = options.policy ?? {};
+    this.jointHeads = this.policy().jointHeads;
     const D = cfg.embedDim;
     const get = (name: string): Float32Array => {
       const t = weights.get(name);
@@ -115,14 +118,21 @@ export class InfLoraVit {
       blocks.push({
         norm1g: tf.tensor1d(get(`${p}norm1.weight`)),
         norm1b: tf.tensor1d(get(`${p}norm1.bias`)),
-        heads: queryProjHeads(qkvW, qkvB, get(`${p}attn.proj.weight`), D, cfg.numHeads),
-        projBias: tf.tensor1d(get(`${p}attn.proj.bias`)),
+        attn: queryProj(
+          qkvW,
+          qkvB,
+          get(`${p}attn.proj.weight`),
+          get(`${p}attn.proj.bias`),
+          D,
+          cfg.numHeads,
+          this.jointHeads,
+        ),
         norm2g: tf.tensor1d(get(`${p}norm2.weight`)),
         norm2b: tf.tensor1d(get(`${p}norm2.bias`)),
         fc1: FrozenLinear.fromHost(get(`${p}mlp.fc1.weight`), get(`${p}mlp.fc1.bias`), cfg.mlpHidden, D),
         fc2: FrozenLinear.fromHost(get(`${p}mlp.fc2.weight`), get(`${p}mlp.fc2.bias`), D, cfg.mlpHidden),
       });
-      this.kv.push(keyValueHeads(this.baseK[i], this.baseV[i], this.biasV[i], D, cfg.numHeads));
+      this.kv.push(this.keyValue(this.baseK[i], this.baseV[i], this.biasV[i]));
     }
     this.t = { patch, cls, pos, blocks, ...finalNorm(cfg, get) };
   }
@@ -131,9 +141,18 @@ export class InfLoraVit {
     return this.cfg.depth;
   }
 
-  /** The compute policy for the current backend (see policy.ts), with this model's overrides. */
+  /**
+   * The compute policy for the current backend (see policy.ts), with this model's overrides and the
+   * attention layout its weights were built in.
+   */
   policy(): ComputePolicy {
-    return { ...defaultPolicy(this.cfg), ...this.policyOverride };
+    const p = { ...defaultPolicy(this.cfg), ...this.policyOverride };
+    // Undefined only while the constructor asks which layout to build.
+    return this.jointHeads === undefined ? p : { ...p, jointHeads: this.jointHeads };
+  }
+
+  private keyValue(wk: Float32Array, wv: Float32Array, bv: Float32Array): KeyValue {
+    return keyValue(wk, wv, bv, this.cfg.embedDim, this.cfg.numHeads, this.jointHeads);
   }
 
   /**
@@ -155,14 +174,8 @@ export class InfLoraVit {
     for (let i = 0; i < this.cfg.depth; i++) {
       const fold = (base: Float32Array, which: Projection) =>
         foldAdapters(base, D, sets, i, which, () => products[2 * i + projections.indexOf(which)]);
-      const kv = keyValueHeads(
-        fold(this.baseK[i], "k"),
-        fold(this.baseV[i], "v"),
-        this.biasV[i],
-        D,
-        this.cfg.numHeads,
-      );
-      disposeKeyValues(this.kv[i]);
+      const kv = this.keyValue(fold(this.baseK[i], "k"), fold(this.baseV[i], "v"), this.biasV[i]);
+      disposeKeyValue(this.kv[i]);
       this.kv[i] = kv;
     }
   }
@@ -203,12 +216,12 @@ export class InfLoraVit {
     t.patch.dispose();
     tf.dispose([t.cls, t.pos, t.normG, t.normB]);
     for (const b of t.blocks) {
-      tf.dispose([b.norm1g, b.norm1b, b.projBias, b.norm2g, b.norm2b]);
-      disposeQueryProj(b.heads);
+      tf.dispose([b.norm1g, b.norm1b, b.norm2g, b.norm2b]);
+      disposeQueryProj(b.attn);
       b.fc1.dispose();
       b.fc2.dispose();
     }
-    for (const kv of this.kv) disposeKeyValues(kv);
+    for (const kv of this.kv) disposeKeyValue(kv);
   }
 }
 
@@ -232,7 +245,7 @@ function finalNorm(
 export function vitFeatures(
   cfg: VitConfig,
   t: VitTensors,
-  kv: readonly (readonly KeyValueHead[])[],
+  kv: readonly KeyValue[],
   policy: ComputePolicy,
   patches: tf.Tensor2D,
   batch: number,
