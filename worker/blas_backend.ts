@@ -21,10 +21,10 @@ export const BLAS_BACKEND = "blas";
 const DEFAULT_POOL_MIB = 2048;
 
 /**
- * BLAS threads for the backend's matmuls (INFLORA_BLAS_THREADS overrides). One: `--workers N` runs N
- * worker processes on one machine, each also decoding images on other threads, and OpenBLAS threads
- * spin-wait between calls; on the shared 2-vCPU machine of bench/compare.ts two threads gained ~10 % wall
- * time when it was quiet, cost ~60 % more CPU, and lost badly when it was busy.
+ * BLAS threads for the backend's matmuls and the addon's other kernels (INFLORA_BLAS_THREADS overrides).
+ * One: `--workers N` runs N worker processes on one machine, each also decoding images on other threads,
+ * and N processes each with every core's worth of threads would oversubscribe it. A machine that runs a
+ * single worker does better with one thread per core (bench/compare.ts measures 1 and 2).
  */
 function blasThreads(): number {
   const n = Number(process.env.INFLORA_BLAS_THREADS ?? 1);

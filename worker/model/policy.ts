@@ -3,8 +3,9 @@
  * dimension) reaches XNNPACK; batched and flagged matmuls run a scalar loop about ten times slower. So on
  * wasm a pass runs one image at a time (attention becomes per-head 2-D matmuls) and transposes are
  * materialised; every other backend (tensorflow, the OpenBLAS-backed blas backend, cpu) keeps batched
- * matmuls with transpose flags, which they run well and in fewer kernel launches. webgpu (a GPU, or
- * lavapipe) takes a micro-shard in one batched pass, like tfjs-node-gpu.
+ * matmuls with transpose flags, which they run well and in fewer kernel launches, and takes all heads in
+ * one matmul per projection. webgpu (a GPU, or lavapipe) takes a micro-shard in one batched pass, like
+ * tfjs-node-gpu, with per-head weights.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { numTokens, type VitConfig } from "../../common/vit_config.js";
