@@ -107,9 +107,9 @@ describe("native sgemm", () => {
           return c;
         };
         const one = run(1);
-        expect(maxRelError(one, naive(a, b, batchA, batchB, m, n, k, false, true), Math.sqrt(k))).toBeLessThan(
-          1e-5,
-        );
+        expect(
+          maxRelError(one, naive(a, b, batchA, batchB, m, n, k, false, true), Math.sqrt(k)),
+        ).toBeLessThan(1e-5);
         for (const threads of [2, 3]) {
           const got = run(threads);
           const differ = one.findIndex((v, i) => !Object.is(v, got[i]));
