@@ -11,6 +11,7 @@
         "src/lapack.cc",
         "src/eigh_select.cc",
         "src/elementwise.cc",
+        "src/fused.cc",
         "src/kernel_table.cc",
         "src/kernels_impl.cc",
         "src/thread_pool.cc"

@@ -68,6 +68,28 @@ export interface NativeAddon {
     out: Float32Array,
   ): void;
   softmax(x: Float32Array, out: Float32Array, rows: number, cols: number): void;
+  /** The model's fused ops (contracts: worker/model/fused_kernels.ts), rows of `cols` elements. */
+  layerNorm(
+    x: Float32Array,
+    gamma: Float32Array,
+    beta: Float32Array,
+    out: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  layerNormGrad(
+    dy: Float32Array,
+    x: Float32Array,
+    gamma: Float32Array,
+    out: Float32Array,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  gelu(x: Float32Array, out: Float32Array): void;
+  geluGrad(dy: Float32Array, x: Float32Array, out: Float32Array): void;
+  softmaxGrad(dp: Float32Array, p: Float32Array, out: Float32Array, rows: number, cols: number): void;
   transpose(x: Float32Array, shape: readonly number[], perm: readonly number[], out: Float32Array): void;
   /** x viewed as [outer, reduce, inner], reduced over the middle axis into out [outer, inner]. */
   reduce(

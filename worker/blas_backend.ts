@@ -8,6 +8,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { NativeAddon } from "../native/index.js";
 import { blasCopyKernels } from "./blas_copy.js";
 import { blasElementwiseKernels } from "./blas_elementwise.js";
+import { blasFusedKernels } from "./blas_fused.js";
 import { blasMatMulKernels } from "./blas_matmul.js";
 import { BufferPool } from "./blas_pool.js";
 
@@ -93,7 +94,12 @@ export function registerBlasBackend(addon: NativeAddon): void {
   if (tf.findBackendFactory(BLAS_BACKEND)) return;
   const cpuKernels = tf.getKernelsForBackend("cpu");
   if (cpuKernels.length === 0) throw new Error("blas backend: the cpu backend's kernels are not registered");
-  const own = [...blasMatMulKernels(addon), ...blasElementwiseKernels(addon), ...blasCopyKernels()];
+  const own = [
+    ...blasMatMulKernels(addon),
+    ...blasElementwiseKernels(addon),
+    ...blasFusedKernels(addon),
+    ...blasCopyKernels(),
+  ];
   const ownNames = new Set(own.map((k) => k.kernelName));
   for (const k of cpuKernels) {
     if (!ownNames.has(k.kernelName)) tf.registerKernel({ ...k, backendName: BLAS_BACKEND });

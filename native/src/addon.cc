@@ -88,5 +88,6 @@ NAPI_MODULE_INIT() {
   inflora::registerLapack(env, exports);
   inflora::registerEighSelect(env, exports);
   inflora::registerElementwise(env, exports);
+  inflora::registerFused(env, exports);
   return exports;
 }

@@ -14,5 +14,6 @@ void registerGemm(napi_env env, napi_value exports);
 void registerLapack(napi_env env, napi_value exports);
 void registerEighSelect(napi_env env, napi_value exports);
 void registerElementwise(napi_env env, napi_value exports);
+void registerFused(napi_env env, napi_value exports);
 
 }  // namespace inflora

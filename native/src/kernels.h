@@ -31,6 +31,17 @@ struct KernelTable {
   void (*unary)(UnaryOp op, const float* x, float* o, int64_t n);
   // Softmax of each row of a rows×cols matrix.
   void (*softmax)(const float* x, float* o, int64_t rows, int64_t cols);
+  // The model's fused ops (worker/model/fused_kernels.ts states each contract), rows of `cols` elements:
+  // LayerNorm of each row (biased variance) and its input gradient, statistics recomputed from x.
+  void (*layerNorm)(const float* x, const float* gamma, const float* beta, float* o, int64_t rows, int64_t cols,
+                    float eps);
+  void (*layerNormGrad)(const float* dy, const float* x, const float* gamma, float* o, int64_t rows, int64_t cols,
+                        float eps);
+  // Exact GELU x·Φ(x) and dy·(Φ(x) + x·φ(x)) over n elements.
+  void (*gelu)(const float* x, float* o, int64_t n);
+  void (*geluGrad)(const float* dy, const float* x, float* o, int64_t n);
+  // Softmax's backward of each row: p ⊙ (dp − Σ dp ⊙ p).
+  void (*softmaxGrad)(const float* dp, const float* p, float* o, int64_t rows, int64_t cols);
 };
 
 KernelTable baselineKernels();

@@ -11,6 +11,13 @@ import "@tensorflow/tfjs";
 import { beforeEach, describe, expect, it } from "vitest";
 import { requireNative } from "../../native/index.js";
 import { BLAS_BACKEND, registerBlasBackend } from "../../worker/blas_backend.js";
+import {
+  geluBackward,
+  geluForward,
+  layerNormBackward,
+  layerNormForward,
+  softmaxBackward,
+} from "../../worker/model/fused_ops.js";
 import { imagesToPatches } from "../../worker/model/layers.js";
 import { lossAndGrads, type Trainables } from "../../worker/model/objective.js";
 import { InfLoraVit } from "../../worker/model/vit.js";
@@ -260,6 +267,52 @@ describe("blas backend buffer recycling", () => {
     expect(part.dataSync()).toEqual(partCopy);
     part.dispose();
     expect(tf.memory().numTensors).toBe(before);
+  });
+});
+
+describe("the model's fused kernels on blas equal the cpu backend's op chains", () => {
+  // The model's own entry points: on cpu they run the op chain, on blas the addon's fused kernel.
+  const rows = 2 * 197;
+  const D = 192;
+  it("LayerNorm and its input gradient", async () => {
+    const make = () => ({
+      x: tf.add(random([rows, D], 1, -3, 3), random([rows, 1], 2, -5, 5)) as tf.Tensor2D,
+      g: random([D], 3, 0.5, 1.5) as tf.Tensor1D,
+      b: random([D], 4) as tf.Tensor1D,
+      dy: random([rows, D], 5) as tf.Tensor2D,
+    });
+    await expectSame(() => {
+      const { x, g, b } = make();
+      return layerNormForward(x, g, b).y;
+    });
+    await expectSame(
+      () => {
+        const { x, g, b, dy } = make();
+        return layerNormBackward(dy, g, layerNormForward(x, g, b, 1e-5).saved);
+      },
+      1e-5,
+      1e-5,
+    );
+  });
+
+  it("exact GELU and its gradient, over a range past erf's saturation", async () => {
+    await expectSame(() => geluForward(random([rows, 4 * D], 6, -9, 9)).y);
+    await expectSame(() => {
+      const x = random([rows, 4 * D], 6, -9, 9);
+      return geluBackward(random([rows, 4 * D], 7), x, geluForward(x).cdf, false);
+    });
+  });
+
+  it("softmax's backward", async () => {
+    await expectSame(() => {
+      const p = tf.softmax(random([2, 3, 197, 197], 8, -6, 6));
+      return softmaxBackward(random([2, 3, 197, 197], 9), p);
+    });
+  });
+
+  it("refuses a non-float32 input by name", async () => {
+    await tf.setBackend(BLAS_BACKEND);
+    expect(() => tf.tidy(() => geluForward(tf.ones([4], "int32")))).toThrow(/InfloraGelu: x is int32/);
   });
 });
 

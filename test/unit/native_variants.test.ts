@@ -95,6 +95,19 @@ function runAll(): Float32Array[] {
     addon.reduce(op, a, 1, ROWS, D, cols); // per column (a bias gradient)
     out.push(rows, cols);
   }
+  // The model's fused ops: LayerNorm and its gradient (per row), GELU and its gradient, softmax's backward.
+  const gamma = random(D, 7, 0.5, 1.5);
+  const ln = new Float32Array(ROWS * D);
+  addon.layerNorm(a, gamma, bias, ln, ROWS, D, 1e-6);
+  const lnGrad = new Float32Array(ROWS * D);
+  addon.layerNormGrad(b, a, gamma, lnGrad, ROWS, D, 1e-6);
+  const g = new Float32Array(x.length);
+  addon.gelu(x, g);
+  const gGrad = new Float32Array(x.length);
+  addon.geluGrad(random(x.length, 8), x, gGrad);
+  const smGrad = new Float32Array(sm.length);
+  addon.softmaxGrad(random(sm.length, 9), sm, smGrad, 12 * 197, 197);
+  out.push(ln, lnGrad, g, gGrad, smGrad);
   const n = new Float32Array(ROWS * D);
   addon.addN([a, b, a, b], n);
   out.push(n);

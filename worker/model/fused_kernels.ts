@@ -1,9 +1,9 @@
 /**
- * Fused kernels a backend may register under our own names (the webgpu backend does:
- * worker/webgpu/kernels/). The model asks here, at one dispatch point per op, whether the current backend
- * has the kernel; where it does not, the model runs its tfjs op chain, so the CPU backends' numbers stay
- * exactly what they were. Each name's contract (inputs, attributes, result) is stated below and checked
- * against the op chain in test/unit/webgpu_kernels.test.ts.
+ * Fused kernels a backend may register under our own names (webgpu: worker/webgpu/kernels/; blas, all but
+ * covariance and foldAdd: worker/blas_fused.ts). The model asks here, at one dispatch point per op, whether
+ * the current backend has the kernel; where it does not (wasm, cpu), the model runs its tfjs op chain.
+ * Each name's contract (inputs, attributes, result) is stated below and checked against the op chain in
+ * test/unit/webgpu_kernels.test.ts and test/unit/native_backend.test.ts.
  */
 import * as tf from "@tensorflow/tfjs-core";
 
