@@ -152,6 +152,34 @@ export function preferFastGelu(): boolean {
 
 type Grad = (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[];
 
+// Gradients of the fused forward kernels, for autodiff users (the demo's pretraining runs the model's own
+// forward pass under tf.variableGrads): a backend that registers a fused kernel (blas, webgpu) is then as
+// differentiable as the op chain. The training pass never asks for these; it writes its backward by hand.
+tf.registerGradient({
+  kernelName: FUSED_KERNELS.layerNorm,
+  inputsToSave: ["x", "gamma"],
+  gradFunc: (dy, saved, attrs) => {
+    const [x, gamma] = saved as [tf.Tensor2D, tf.Tensor1D];
+    const eps = (attrs as unknown as { eps: number }).eps;
+    const d = dy as tf.Tensor2D;
+    const { saved: chain } = layerNormChain(x, gamma, tf.zerosLike(gamma), eps);
+    return {
+      x: () => runFusedKernel(FUSED_KERNELS.layerNormGrad, { dy: d, x, gamma }, { eps }),
+      gamma: () => tf.sum(tf.mul(d, chain.xn), 0),
+      beta: () => tf.sum(d, 0),
+    };
+  },
+});
+
+tf.registerGradient({
+  kernelName: FUSED_KERNELS.gelu,
+  inputsToSave: ["x"],
+  gradFunc: (dy, saved) => {
+    const [x] = saved;
+    return { x: () => runFusedKernel(FUSED_KERNELS.geluGrad, { dy: dy as tf.Tensor, x }) };
+  },
+});
+
 type LayerNormOp = (x: tf.Tensor2D, gamma: tf.Tensor1D, beta: tf.Tensor1D) => tf.Tensor2D;
 
 function layerNormOp(eps: number): LayerNormOp {
