@@ -98,6 +98,7 @@ export async function runWorkerCommand(o: WorkerCommandOptions): Promise<void> {
             },
           });
           stopLease = () => lease.stop();
+          process.send?.({ type: "leased", id });
           log.info({ id, nats: o.nats }, "worker lease held");
         }
       },

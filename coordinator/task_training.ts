@@ -31,13 +31,14 @@ export interface TrainContext {
   readonly stateVersion: number;
   readonly nextParamsVersion: () => number;
   readonly augment: (epoch: number) => AugmentKey | undefined;
+  /** After each training step; a returned promise holds the next step until it settles. */
   readonly onStep?: (info: {
     task: number;
     epoch: number;
     step: number;
     steps: number;
     loss: number;
-  }) => void;
+  }) => void | Promise<void>;
 }
 
 /** The trained parameters as float64 masters: per block A [D, r] for k and v, the head [n, D] and [n]. */
@@ -175,7 +176,7 @@ export class TaskTraining {
     acc.lossSum += lossSum;
     acc.correct += correct;
     acc.count += n;
-    this.ctx.onStep?.({ task: t.task, epoch, step, steps: list.length, loss: lossSum / n });
+    await this.ctx.onStep?.({ task: t.task, epoch, step, steps: list.length, loss: lossSum / n });
   }
 
   /** This step's parameters in float32, the wire's dtype, under a new version. */

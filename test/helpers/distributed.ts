@@ -24,6 +24,8 @@ export function shortConfig(dir: string, overrides: Record<string, unknown> = {}
 export interface ChildWorker {
   readonly address: string;
   readonly child: ChildProcess;
+  /** Settles when a NATS worker holds its lease (`{type: "leased"}` over IPC); forkWorker's children only. */
+  readonly leased?: Promise<void>;
 }
 
 /** Forks a TypeScript entry that reports `{type: "listening", address}` over IPC. */
@@ -37,7 +39,18 @@ export function forkWorker(
     stdio: ["ignore", "ignore", "inherit", "ipc"],
     env: { ...process.env, INFLORA_PARENT_IPC: "1", INFLORA_LOG_LEVEL: "warn", ...env },
   });
-  return listening(child, "worker");
+  // Listened for from the start: the message may follow "listening" closely.
+  const leased = new Promise<void>((resolve) => {
+    child.on("message", (m: { type?: string }) => {
+      if (m?.type === "leased") resolve();
+    });
+  });
+  return listening(child, "worker").then((w) => ({ ...w, leased }));
+}
+
+/** `p`, or undefined after `ms`: a test's wait that must not hang it. */
+export function within<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  return Promise.race([p, new Promise<undefined>((r) => setTimeout(() => r(undefined), ms).unref())]);
 }
 
 /**

@@ -18,6 +18,7 @@ import {
   shortConfig,
   startWorker,
   stopWorkers,
+  within,
 } from "../helpers/distributed.js";
 import { recordFault } from "../helpers/fault_table.js";
 import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
@@ -118,7 +119,15 @@ describe("recovery", () => {
       onStep: ({ task, step }) => {
         if (!joining && task === 1 && step === 0) {
           joining = startWorker(["--nats", url, "--name", "second", "--lease-ms", "3000"]);
-          void joining.then((w) => spawned.push(w));
+          // The next step waits until the newcomer holds its lease (a process takes seconds to start);
+          // the step boundary after that admits it.
+          return within(
+            joining.then((w) => {
+              spawned.push(w);
+              return w.leased;
+            }),
+            60_000,
+          ).then(() => undefined);
         }
       },
     });

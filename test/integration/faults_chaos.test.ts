@@ -19,6 +19,7 @@ import {
   shortConfig,
   startWorker,
   stopWorkers,
+  within,
 } from "../helpers/distributed.js";
 import { recordFault } from "../helpers/fault_table.js";
 import { type NatsTestServer, startNatsServer } from "../helpers/nats_server.js";
@@ -117,17 +118,25 @@ describe("chaos", () => {
     const pending: Promise<unknown>[] = [];
     const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
     let step = 0;
+    let hold: Promise<void> | undefined;
     const stepsSince = (n: number) => step - n;
 
     const act = (action: Action) => {
       const at = Date.now();
       const note = (worker?: string) => injected.push({ action, at, worker });
       switch (action) {
-        case "kill":
+        case "kill": {
           killed.child.kill("SIGKILL");
-          // The replacement, as a supervisor would start one.
-          pending.push(startWorker(lease("w1b"), env).then((w) => spawned.push(w)));
+          // The replacement, as a supervisor would start one; the next step waits until it holds its lease
+          // (a process takes seconds to start, and the run would otherwise end before it joins).
+          const replacement = startWorker(lease("w1b"), env).then((w) => {
+            spawned.push(w);
+            return w.leased;
+          });
+          pending.push(replacement);
+          hold = within(replacement, 60_000).then(() => undefined);
           return note("w1");
+        }
         case "partition":
           link.cut();
           return note("w0");
@@ -197,6 +206,9 @@ describe("chaos", () => {
       onStep: () => {
         const action = plan.get(step++);
         if (action) act(action);
+        const h = hold;
+        hold = undefined;
+        return h;
       },
     });
     await Promise.all(pending);
