@@ -107,6 +107,7 @@ async function runWithPartition(
   const t: Timeline = {};
   const link = ns.links[0];
   let restoring: Promise<void> | undefined;
+  let heldMs = 0;
   const onEvent = (e: RunEvent) => {
     if (t.cutAt === undefined && cutWhen(e)) t.cutAt = link.cut();
     const noticed = speculation
@@ -135,6 +136,14 @@ async function runWithPartition(
     ...(speculation ? {} : { speculation: false as const }),
     resume: false,
     onTrainer: (trainer) => trainer.eventLog.addSink(onEvent),
+    // Once the link is on its way back, each step waits a second until the failed worker is re-admitted (the
+    // static list retries it at a step boundary 2 s after its failure): the run, faster than a retry
+    // backoff, would otherwise end first. At most 30 s in all.
+    onStep: () => {
+      if (speculation || !restoring || t.rejoinedAt !== undefined || heldMs >= 30_000) return;
+      heldMs += 1_000;
+      return restoring.then(() => new Promise<void>((r) => setTimeout(r, 1_000)));
+    },
   });
   await restoring;
   return { out, t, imagesAtEnd: await imagesComputed() };
